@@ -1,0 +1,18 @@
+"""UNETR++ network: EPA attention, transformer blocks, the general-geometry network, and the
+official variants with their checkpoint converter."""
+from nnunetv2_unetrpp.network_architecture.attention import EPA, SPATIAL_LAYOUTS, TokenProjection
+from nnunetv2_unetrpp.network_architecture.official import (
+    OFFICIAL_VARIANTS,
+    build_official_variant,
+    convert_official_state_dict,
+    count_unique_parameters,
+    identify_official_variant,
+)
+from nnunetv2_unetrpp.network_architecture.transformer_block import TransformerBlock
+from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP, stage_grids
+
+__all__ = [
+    "EPA", "SPATIAL_LAYOUTS", "TokenProjection", "TransformerBlock", "UNETRPP", "stage_grids",
+    "OFFICIAL_VARIANTS", "build_official_variant", "convert_official_state_dict", "count_unique_parameters",
+    "identify_official_variant",
+]

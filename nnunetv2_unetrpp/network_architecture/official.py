@@ -1,0 +1,237 @@
+"""The four published UNETR++ configurations and loading of the authors' checkpoints.
+
+`build_official_variant` reproduces the architecture and geometry of a paper configuration
+(unique parameter counts equal the official ones); `convert_official_state_dict` renames an
+official state_dict (nnU-Net v1 fork layout) to this implementation's names.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP
+
+
+@dataclass(frozen=True)
+class OfficialVariant:
+    """Per-dataset differences of the official code (spec section 5)."""
+
+    input_channels: int
+    num_classes: int
+    patch_size: tuple[int, int, int]
+    stem_stride: tuple[int, int, int]
+    attn_drop: float
+    share_kv_projection: bool
+    projection_bias: bool
+    fusion: str
+    num_conv_blocks: int
+    unique_parameters: int
+
+
+_SYNAPSE = OfficialVariant(1, 14, (64, 128, 128), (2, 4, 4), 0.15, True, True, "concat", 1, 42_952_850)
+OFFICIAL_VARIANTS: dict[str, OfficialVariant] = {
+    "synapse": _SYNAPSE,
+    "btcv": _SYNAPSE,
+    "acdc": OfficialVariant(1, 4, (16, 160, 160), (1, 4, 4), 0.1, False, True, "concat", 2, 66_796_404),
+    "lung": OfficialVariant(1, 2, (32, 192, 192), (1, 4, 4), 0.1, False, True, "concat", 2, 121_174_798),
+    "tumor": OfficialVariant(4, 4, (128, 128, 128), (4, 4, 4), 0.1, True, False, "sum", 1, 42_647_604),
+}
+
+
+def _variant(name: str) -> OfficialVariant:
+    try:
+        return OFFICIAL_VARIANTS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown UNETR++ variant {name!r}; choose one of {sorted(OFFICIAL_VARIANTS)}") from None
+
+
+def official_network_kwargs(variant: str) -> dict:
+    """UNETRPP keyword arguments of a paper configuration (without channels and classes)."""
+    v = _variant(variant)
+    return dict(
+        patch_size=v.patch_size, stem_stride=v.stem_stride, strides=[(2, 2, 2)] * 3, attn_drop=v.attn_drop,
+        share_kv_projection=v.share_kv_projection, projection_bias=v.projection_bias, fusion=v.fusion,
+        num_conv_blocks=v.num_conv_blocks, spatial_layout="official",
+    )
+
+
+def build_official_variant(
+    variant: str, num_classes: int | None = None, in_channels: int | None = None, deep_supervision: bool = True
+) -> UNETRPP:
+    """The official architecture of `variant` ("synapse", "btcv", "acdc", "lung", "tumor").
+
+    Uses the official spatial-attention layout so that published weights reproduce their outputs.
+    """
+    v = _variant(variant)
+    return UNETRPP(
+        in_channels or v.input_channels, num_classes or v.num_classes, deep_supervision=deep_supervision,
+        **official_network_kwargs(variant),
+    )
+
+
+def count_unique_parameters(model: torch.nn.Module) -> int:
+    """Parameters counted once even when shared (nn.Module.parameters() de-duplicates)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoint conversion
+
+_DECODERS = {"5": 0, "4": 1, "3": 2, "2": 3}
+_RULES: list[tuple[str, str]] = [
+    # encoder
+    (r"^unetr_pp_encoder\.downsample_layers\.0\.0\.conv\.", "stem.0."),
+    (r"^unetr_pp_encoder\.downsample_layers\.0\.1\.", "stem.1."),
+    (r"^unetr_pp_encoder\.downsample_layers\.(\d)\.0\.conv\.", lambda m: f"downsamples.{int(m[1]) - 1}.0."),
+    (r"^unetr_pp_encoder\.downsample_layers\.(\d)\.1\.", lambda m: f"downsamples.{int(m[1]) - 1}.1."),
+    (r"^unetr_pp_encoder\.stages\.", "encoder_stages."),
+    (r"^encoder1\.", "conv_branch."),
+    # decoder
+    (r"^decoder(\d)\.transp_conv\.conv\.", lambda m: f"decoder_stages.{_DECODERS[m[1]]}.upsample."),
+    (r"^decoder2\.decoder_block\.0\.", "decoder_stages.3.blocks.0."),
+    (r"^decoder(\d)\.decoder_block\.0\.", lambda m: f"decoder_stages.{_DECODERS[m[1]]}.blocks."),
+    (r"^out(\d)\.conv\.conv\.", lambda m: f"heads.{int(m[1]) - 1}."),
+    # inside transformer blocks
+    (r"\.epa_block\.E\.", ".attention.k_proj."),
+    (r"\.epa_block\.F\.", ".attention.v_proj."),
+    (r"\.epa_block\.EF$", ".attention.k_proj.weight"),
+    (r"\.epa_block\.out_proj\.", ".attention.spatial_out."),
+    (r"\.epa_block\.out_proj2\.", ".attention.channel_out."),
+    (r"\.epa_block\.", ".attention."),
+    (r"\.conv5(\d)\.", lambda m: f".conv_blocks.{int(m[1]) - 1}."),
+    (r"\.conv8\.1\.", ".proj.1."),
+    # MONAI UnetResBlock -> dynamic-network-architectures BasicBlockD
+    (r"\.norm([12])\.", lambda m: f".conv{m[1]}.norm."),
+    (r"\.conv3\.conv\.", ".skip.0.conv."),
+    (r"\.norm3\.", ".skip.0.norm."),
+]
+
+
+def _rename(key: str) -> str:
+    for pattern, repl in _RULES:
+        key = re.sub(pattern, repl, key)
+    return key
+
+
+def _strip_module_prefix(state_dict: dict) -> dict:
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+
+
+def _as_state_dict(checkpoint: dict) -> dict:
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"expected a checkpoint dict or a state_dict, got {type(checkpoint).__name__}")
+    sd = checkpoint["state_dict"] if "state_dict" in checkpoint else checkpoint
+    sd = _strip_module_prefix(sd)
+    if not any(k.startswith("unetr_pp_encoder.") for k in sd):
+        raise ValueError(
+            "this does not look like an official UNETR++ checkpoint: no 'unetr_pp_encoder.*' keys "
+            f"(first keys: {list(sd)[:3]})"
+        )
+    return sd
+
+
+def identify_official_variant(checkpoint: dict) -> str:
+    """Which official configuration an official checkpoint (or state_dict) belongs to."""
+    sd = _as_state_dict(checkpoint)
+    stem = tuple(sd["unetr_pp_encoder.downsample_layers.0.0.conv.weight"].shape)
+    pos = sd.get("unetr_pp_encoder.stages.0.0.pos_embed")
+    tokens = None if pos is None else pos.shape[1]
+    two_conv_blocks = any(".conv52." in k for k in sd)
+    shared_matrix = any(k.endswith(".epa_block.EF") for k in sd)
+    for name in ("synapse", "acdc", "lung", "tumor"):
+        v = OFFICIAL_VARIANTS[name]
+        grid = [p // s for p, s in zip(v.patch_size, v.stem_stride)]
+        if (stem[2:] == v.stem_stride and tokens == grid[0] * grid[1] * grid[2]
+                and two_conv_blocks == (v.num_conv_blocks == 2) and shared_matrix == (not v.projection_bias)):
+            return name
+    raise ValueError(
+        f"checkpoint matches no official UNETR++ variant (stem kernel {stem[2:]}, {tokens} tokens in stage 1, "
+        f"{'two' if two_conv_blocks else 'one'} conv block(s), {'shared EF matrix' if shared_matrix else 'E/F Linears'})"
+    )
+
+
+def _canonical_names(model: torch.nn.Module) -> dict[str, list[str]]:
+    """state_dict names grouped by tensor: nnU-Net-style blocks register modules under two names."""
+    groups: dict[int, list[str]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), []).append(name)
+    return {names[0]: names for names in groups.values()}
+
+
+def convert_official_state_dict(checkpoint: dict, variant: str) -> dict[str, torch.Tensor]:
+    """Official checkpoint (`model_final_checkpoint.model` contents or a bare state_dict, with or
+    without `module.`) -> state_dict that `build_official_variant(variant)` loads strictly.
+
+    Raises ValueError when the checkpoint belongs to another variant, saying which one.
+    """
+    target = _variant(variant)
+    sd = _as_state_dict(checkpoint)
+    found = identify_official_variant(sd)
+    if OFFICIAL_VARIANTS[found] != target:
+        raise ValueError(f"checkpoint looks like the official {found!r} variant, not {variant!r}")
+
+    renamed: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        new = _rename(key)
+        if key.endswith(".epa_block.EF"):
+            value = value.t().contiguous()
+        if target.share_kv_projection and ".attention.v_proj." in new:
+            shared = renamed.get(new.replace(".v_proj.", ".k_proj."), sd.get(key.replace(".F.", ".E.")))
+            if shared is not None and not torch.equal(shared, value):
+                raise ValueError(f"{key} differs from its E counterpart, but the {variant!r} variant shares E and F")
+            continue
+        renamed[new] = value
+
+    in_channels = sd["unetr_pp_encoder.downsample_layers.0.0.conv.weight"].shape[1]
+    num_classes = sd["out1.conv.conv.weight"].shape[0]
+    with torch.device("meta"):
+        model = build_official_variant(variant, num_classes=num_classes, in_channels=in_channels)
+    groups = _canonical_names(model)
+    missing = [k for k in groups if k not in renamed]
+    unexpected = [k for k in renamed if k not in groups]
+    if missing or unexpected:
+        raise ValueError(f"cannot map the checkpoint: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    out = {}
+    for canonical, names in groups.items():
+        for name in names:
+            out[name] = renamed[canonical]
+    return out
+
+
+def convert_official_cli(argv: list[str] | None = None) -> int:
+    """`nnUNetv2_unetrpp_convert_official`: official checkpoint file -> state_dict file."""
+    parser = argparse.ArgumentParser(
+        prog="nnUNetv2_unetrpp_convert_official",
+        description="Convert an official UNETR++ checkpoint (model_final_checkpoint.model) into a state_dict "
+        "for nnunetv2_unetrpp's network (build_official_variant(VARIANT)). Output is saved as "
+        "{'network_weights': state_dict, 'variant': VARIANT}, usable with nnUNetv2_train -pretrained_weights.",
+    )
+    parser.add_argument("input", type=Path, help="official checkpoint file")
+    parser.add_argument("output", type=Path, help="where to write the converted weights (.pth)")
+    parser.add_argument("-v", "--variant", required=True, choices=sorted(OFFICIAL_VARIANTS))
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    args = parser.parse_args(argv)
+    try:
+        if not args.input.is_file():
+            raise ValueError(f"{args.input} does not exist or is not a file")
+        if args.output.exists() and not args.overwrite:
+            raise ValueError(f"{args.output} exists; pass --overwrite to replace it")
+        if args.output.resolve() == args.input.resolve():
+            raise ValueError("output and input are the same file; the original checkpoint is never overwritten")
+        try:
+            checkpoint = torch.load(args.input, map_location="cpu", weights_only=False)
+        except Exception as e:  # a file torch cannot read: say so without a deep traceback
+            raise ValueError(f"{args.input} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        state_dict = convert_official_state_dict(checkpoint, args.variant)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"network_weights": state_dict, "variant": args.variant}, args.output)
+    print(f"wrote {len(state_dict)} tensors for variant {args.variant!r} to {args.output}")
+    return 0
