@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnunetv2_unetrpp.network_architecture.functional import channel_linear
+
 #: Spatial-attention output layouts. "official" reproduces the authors' code, which reshapes a
 #: (B, d, h, N) buffer as (B, N, C) and so mixes token and channel axes (their issue 62); it is
 #: needed to use published weights. "corrected" transposes to (B, N, h, d) as the paper means.
@@ -164,8 +166,9 @@ class EPA(nn.Module):
         q, k, v_channel, v_spatial = qkvv.view(B, 4, h, d, N).unbind(1)  # (B, h, d, N) each
 
         # 1/||.|| over the tokens, accumulated in fp32: a sum of N squares overflows fp16.
-        inv_q = torch.linalg.vector_norm(q, dim=-1, keepdim=True, dtype=torch.float32).clamp_min(1e-12).reciprocal()
-        inv_k = torch.linalg.vector_norm(k, dim=-1, keepdim=True, dtype=torch.float32).clamp_min(1e-12).reciprocal()
+        acc = torch.promote_types(q.dtype, torch.float32)
+        inv_q = torch.linalg.vector_norm(q, dim=-1, keepdim=True, dtype=acc).clamp_min(1e-12).reciprocal()
+        inv_k = torch.linalg.vector_norm(k, dim=-1, keepdim=True, dtype=acc).clamp_min(1e-12).reciprocal()
 
         # Channel branch: logits = diag(1/|q|) (q k^T) diag(1/|k|) * t. q is normalised before the
         # product so that the reduction over N stays within +-|k| even in fp16.
@@ -193,13 +196,9 @@ class EPA(nn.Module):
         if self.fusion == "sum":
             out = x_spatial + x_channel
         else:
-            out = torch.cat(
-                (_linear_channel_major(x_spatial, self.spatial_out), _linear_channel_major(x_channel, self.channel_out)),
-                dim=1,
-            )
+            out = torch.cat((
+                channel_linear(x_spatial, self.spatial_out.weight, self.spatial_out.bias),
+                channel_linear(x_channel, self.channel_out.weight, self.channel_out.bias),
+            ), dim=1)
         return out.transpose(1, 2)
 
-
-def _linear_channel_major(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """`linear` over the channels of a channel-major (B, C, N) tensor, without transposing it."""
-    return torch.baddbmm(linear.bias[:, None].to(x.dtype), linear.weight.to(x.dtype).expand(x.shape[0], -1, -1), x)

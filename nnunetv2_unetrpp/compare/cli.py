@@ -1,0 +1,130 @@
+"""``nnUNetv2_unetrpp_compare``: compare segmentation methods against references (metrics, tests, figures, cost).
+
+User errors raise ``CompareError``; ``main`` prints ``error: <message>`` to stderr and returns 2, without a
+traceback. Run as ``python -m nnunetv2_unetrpp.compare.cli`` or through the console script.
+"""
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from nnunetv2_unetrpp.compare.errors import CompareError
+from nnunetv2_unetrpp.compare.inputs import (check_output_folder, detect_file_ending, file_ending_from_dataset_json,
+                                             list_cases, load_method, reader_class, select_cases)
+from nnunetv2_unetrpp.compare.labels import labels_from_dataset_json, labels_from_values
+
+HD95_DEFINITION = ("MONAI compute_hausdorff_distance(percentile=95): the larger of the two directed 95th "
+                   "percentiles (prediction->reference, reference->prediction, linear interpolation) of the "
+                   "Euclidean distances from each surface voxel (mask XOR its binary erosion) to the nearest surface "
+                   "voxel of the other mask; hd95_mm uses the header spacing, hd95_vox spacing 1.")
+EMPTY_MASK_POLICY = ("both masks empty: Dice 1, HD95 0, NSD 1; exactly one empty: Dice 0, NSD 0, HD95 = the image "
+                     "diagonal (in mm for hd95_mm, in voxels for hd95_vox).")
+NSD_DEFINITION = ("MONAI compute_surface_dice (use_subvoxels=False): fraction of the surface voxels of both masks "
+                  "within the tolerance of the other mask's surface.")
+COST_DEFINITION = ("Network rebuilt as nnU-Net's predictor does (trainer's build_network_architecture, no deep "
+                   "supervision, checkpoint loaded strictly). FLOPs: torch FlopCounterMode, one forward pass of a "
+                   "batch-1 patch (multiply-add = 2 FLOPs). Forward time: median of 3 passes after a warm-up. "
+                   "Epoch time: mean of the 'Epoch time' lines of the training logs.")
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    p = argparse.ArgumentParser(prog="nnUNetv2_unetrpp_compare", description=(
+        "Compare segmentations of several methods against references: per-case Dice, HD95 (mm and voxels) and "
+        "NSD, statistics, paired Wilcoxon tests against the first method, Markdown tables, box plots and, for "
+        "trained nnU-Net model folders, model cost."))
+    p.add_argument("-ref", required=True, type=Path, help="folder of reference segmentations (e.g. labelsTr)")
+    p.add_argument("-pred", required=True, nargs="+", metavar="NAME=DIR",
+                   help="prediction folders; DIR may be an nnU-Net model folder or fold_X folder (its validation "
+                        "predictions are used). The first method is the baseline of the Wilcoxon tests")
+    p.add_argument("-o", required=True, type=Path, help="output folder (must not be an input folder)")
+    p.add_argument("-dataset_json", type=Path, help="dataset.json giving labels/regions, ignore label, file ending")
+    p.add_argument("-np", type=int, default=min(4, os.cpu_count() or 1), help="worker processes (default min(4, CPUs))")
+    p.add_argument("--nsd_tolerance_mm", type=float, default=1.0, help="NSD tolerance in mm (default 1)")
+    p.add_argument("--subset", action="store_true",
+                   help="-ref may hold more cases than the predictions: compare the first method's cases")
+    p.add_argument("--allow_extra", action="store_true",
+                   help="skip prediction cases that have no reference (with a warning) instead of failing")
+    p.add_argument("--no_cost", action="store_true", help="do not compute model cost for model folders")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
+    """Validate inputs, evaluate every case, and write the report; returns the written files and warnings."""
+    if not (math.isfinite(args.nsd_tolerance_mm) and args.nsd_tolerance_mm >= 0):
+        raise CompareError(f"--nsd_tolerance_mm must be a finite number >= 0, got {args.nsd_tolerance_mm}")
+    if not args.ref.is_dir():
+        raise CompareError(f"reference folder {args.ref} does not exist")
+    if args.dataset_json is not None:
+        if not args.dataset_json.is_file():
+            raise CompareError(f"dataset.json {args.dataset_json} does not exist")
+        file_ending, labels = file_ending_from_dataset_json(args.dataset_json), labels_from_dataset_json(args.dataset_json)
+    else:
+        file_ending, labels = detect_file_ending(args.ref), None
+    reader = reader_class(file_ending, args.dataset_json)
+    references = list_cases(args.ref, file_ending)
+    methods = [load_method(a, file_ending) for a in args.pred]
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise CompareError(f"method names must be unique, got {names}")
+    check_output_folder(args.o, [args.ref] + [m.argument for m in methods]
+                        + [f for m in methods for f in m.prediction_folders])
+    cases, warnings = select_cases(references, methods, args.subset, args.allow_extra)
+
+    # Imported here: MONAI, torch and matplotlib take seconds to load, and input errors should come instantly.
+    from nnunetv2_unetrpp.compare.cost import compute_model_cost
+    from nnunetv2_unetrpp.compare.evaluate import CaseTask, evaluate_case, run_parallel, unique_values
+    from nnunetv2_unetrpp.compare.plots import write_box_plots
+    from nnunetv2_unetrpp.compare.report import build_summary, write_summary_json, write_summary_markdown
+
+    if labels is None:
+        found = run_parallel(unique_values, [(str(references[c]), reader) for c in cases], args.np, "scanning labels")
+        labels = labels_from_values(set().union(*found))
+    tasks = [CaseTask(c, str(references[c]), tuple((m.name, str(m.files[c])) for m in methods), reader, labels,
+                      args.nsd_tolerance_mm) for c in cases]
+    results = run_parallel(evaluate_case, tasks, args.np, "evaluating")
+
+    info = {m.name: {"input": str(m.argument), "prediction_folders": [str(f) for f in m.prediction_folders],
+                     "model_folder": str(m.model_folder) if m.model_folder else None} for m in methods}
+    for m in methods:
+        if m.model_folder is not None and not args.no_cost:
+            try:
+                info[m.name]["cost"] = compute_model_cost(m.model_folder, m.folds)
+            except Exception as e:  # cost is an extra: any failure becomes a warning in the report
+                warnings.append(f"model cost of {m.name} ({m.model_folder}) not computed: {type(e).__name__}: {e}")
+
+    settings = {"reference_folder": str(args.ref), "dataset_json": str(args.dataset_json) if args.dataset_json else None,
+                "file_ending": file_ending, "reader": reader.__name__, "ignore_label": labels.ignore_label,
+                "nsd_tolerance_mm": args.nsd_tolerance_mm, "nsd_definition": NSD_DEFINITION,
+                "hd95_definition": HD95_DEFINITION, "empty_mask_policy": EMPTY_MASK_POLICY,
+                "std": "sample standard deviation (ddof=1)", "wilcoxon": "scipy.stats.wilcoxon, two-sided, paired "
+                "per case against the first method; p = 1 when all differences are 0", "cost_definition": COST_DEFINITION,
+                "case_selection": "subset" if args.subset else "all references", "allow_extra": args.allow_extra}
+    summary = build_summary(cases, names, results, labels, settings, info, warnings)
+    try:
+        args.o.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CompareError(f"cannot create output folder {args.o}: {e}") from None
+    written = [write_summary_json(summary, args.o), write_summary_markdown(summary, args.o),
+               *write_box_plots(summary, args.o)]
+    return written, warnings
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit code (2 for user errors)."""
+    args = parse_args(argv)
+    try:
+        written, warnings = run(args)
+    except CompareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print("\n".join(f"wrote {p}" for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

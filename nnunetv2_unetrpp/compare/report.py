@@ -1,0 +1,146 @@
+"""The comparison report: ``summary.json`` (every number) and ``summary.md`` (tables to paste into a paper)."""
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from nnunetv2_unetrpp.compare.labels import LabelSpec
+from nnunetv2_unetrpp.compare.metrics import HIGHER_IS_BETTER, METRICS
+from nnunetv2_unetrpp.compare.stats import describe, paired_wilcoxon
+
+OVERALL = "overall"
+DECIMALS = {"dice": 4, "nsd": 4, "hd95_mm": 2, "hd95_vox": 2}
+TITLES = {"dice": "Dice", "hd95_mm": "HD95 (mm)", "hd95_vox": "HD95 (vox)", "nsd": "NSD"}
+
+
+def build_summary(cases: list[str], method_names: list[str], results: list[dict], labels: LabelSpec,
+                  settings: dict, method_info: dict[str, dict], warnings: list[str]) -> dict:
+    """Aggregate per-case results (``results[i][method][key][metric]`` for ``cases[i]``) into the summary.
+
+    Per method: per-case values, per-label and ``overall`` mean/std/median (``overall`` is over the per-case
+    means across labels), and ``mean`` (mean over labels of the per-label means). Wilcoxon tests compare every
+    method with the first one, per label and overall, per metric.
+    """
+    keys = [t.key for t in labels.targets]
+    values = {m: {k: {metric: [r[m][k][metric] for r in results] for metric in METRICS} for k in keys}
+              for m in method_names}
+    for m in method_names:
+        values[m][OVERALL] = {metric: list(np.mean([values[m][k][metric] for k in keys], axis=0))
+                              for metric in METRICS}
+    methods = {}
+    for m in method_names:
+        per_label = {k: {metric: describe(values[m][k][metric]) for metric in METRICS} for k in keys}
+        methods[m] = {
+            **method_info.get(m, {}),
+            "per_label": per_label,
+            "overall": {metric: describe(values[m][OVERALL][metric]) for metric in METRICS},
+            "mean": {metric: float(np.mean([per_label[k][metric]["mean"] for k in keys])) for metric in METRICS},
+            "per_case": {c: r[m] for c, r in zip(cases, results)},
+        }
+    first = method_names[0]
+    wilcoxon = {m: {k: {metric: paired_wilcoxon(values[m][k][metric], values[first][k][metric])
+                        for metric in METRICS} for k in keys + [OVERALL]}
+                for m in method_names[1:]}
+    return {
+        "settings": settings,
+        "labels": {t.key: {"name": t.name, "values": list(t.values)} for t in labels.targets},
+        "cases": cases,
+        "wilcoxon_baseline": first,
+        "methods": methods,
+        "wilcoxon": wilcoxon,
+        "warnings": warnings,
+    }
+
+
+def write_summary_json(summary: dict, output_folder: Path) -> Path:
+    """Write ``summary.json``."""
+    path = output_folder / "summary.json"
+    path.write_text(json.dumps(summary, indent=2))
+    return path
+
+
+def _mean_std(stats: dict, metric: str) -> tuple[str, float]:
+    d = DECIMALS[metric]
+    return f"{stats['mean']:.{d}f} ± {stats['std']:.{d}f}", round(stats["mean"], d)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _metric_table(summary: dict, metrics: tuple[str, ...]) -> list[str]:
+    """Rows = methods, columns = each label's metrics then the overall ones; the best mean per column bold."""
+    columns = [(k, metric) for k in summary["labels"] for metric in metrics] + [(OVERALL, m) for m in metrics]
+    header = ["Method"] + [f"{summary['labels'][k]['name'] if k != OVERALL else 'Mean'} {TITLES[metric]}"
+                           for k, metric in columns]
+    cells = {}
+    for name, method in summary["methods"].items():
+        for k, metric in columns:
+            stats = method["overall"][metric] if k == OVERALL else method["per_label"][k][metric]
+            cells[name, k, metric] = _mean_std(stats, metric)
+    rows = []
+    for name in summary["methods"]:
+        row = [name]
+        for k, metric in columns:
+            ranked = [cells[n, k, metric][1] for n in summary["methods"]]
+            best = max(ranked) if HIGHER_IS_BETTER[metric] else min(ranked)
+            text, value = cells[name, k, metric]
+            row.append(f"**{text}**" if value == best else text)
+        rows.append(row)
+    return _table(header, rows)
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _wilcoxon_table(summary: dict, metrics: tuple[str, ...]) -> list[str]:
+    keys = list(summary["labels"]) + [OVERALL]
+    header = ["Method"] + [f"{summary['labels'][k]['name'] if k != OVERALL else 'Mean'} {TITLES[m]}"
+                           for k in keys for m in metrics]
+    rows = [[name] + [_p(tests[k][m]["p"]) for k in keys for m in metrics] for name, tests in summary["wilcoxon"].items()]
+    return _table(header, rows)
+
+
+def _cost_table(summary: dict) -> Optional[list[str]]:
+    costs = {n: m["cost"] for n, m in summary["methods"].items() if m.get("cost")}
+    if not costs:
+        return None
+    header = ["Method", "Parameters (M)", "GFLOPs / patch", "Patch size", "Forward time / patch (s)", "Epoch time (s)"]
+    rows = []
+    for name, c in costs.items():
+        epoch = f"{c['epoch_seconds_mean']:.1f} ({c['epochs_logged']} epochs)" if c["epoch_seconds_mean"] else "n/a"
+        rows.append([name, f"{c['parameters'] / 1e6:.2f}", f"{c['flops_per_patch'] / 1e9:.1f}",
+                     "x".join(map(str, c["patch_size"])),
+                     f"{c['inference_seconds_per_patch']:.3f} ({c['inference_device']})", epoch])
+    return _table(header, rows)
+
+
+def summary_markdown(summary: dict) -> str:
+    """The Markdown report: metric tables (mean ± std over cases), Wilcoxon p-values, model cost, warnings."""
+    s = summary["settings"]
+    names = list(summary["methods"])
+    tol = s["nsd_tolerance_mm"]
+    lines = [f"# Segmentation comparison: {', '.join(names)}", "",
+             f"{len(summary['cases'])} cases. Mean ± std (sample std) over cases; best mean per column in **bold**. "
+             f"NSD at {tol:g} mm tolerance. HD95: {s['hd95_definition']} Empty masks: {s['empty_mask_policy']}", "",
+             "## Dice, HD95 (mm) and NSD", "", *_metric_table(summary, ("dice", "hd95_mm", "nsd")), "",
+             "## HD95 in voxels (the unit of the UNETR++ paper's tables)", "", *_metric_table(summary, ("hd95_vox",)),
+             ""]
+    if summary["wilcoxon"]:
+        lines += [f"## Paired Wilcoxon signed-rank test vs {names[0]} (two-sided p-values)", "",
+                  *_wilcoxon_table(summary, ("dice", "hd95_mm", "nsd")), ""]
+    cost = _cost_table(summary)
+    if cost:
+        lines += ["## Model cost", "", s["cost_definition"], "", *cost, ""]
+    if summary["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
+    return "\n".join(lines)
+
+
+def write_summary_markdown(summary: dict, output_folder: Path) -> Path:
+    """Write ``summary.md``."""
+    path = output_folder / "summary.md"
+    path.write_text(summary_markdown(summary))
+    return path

@@ -1,0 +1,88 @@
+"""Fabricated inputs for the compare tests: NIfTI cases with a given spacing and a trained nnU-Net model folder."""
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+TRAINER_FOLDER = "nnUNetTrainer__nnUNetPlans__3d_fullres"
+
+
+def write_seg(path: Path, array: np.ndarray, spacing_zyx: Sequence[float]) -> Path:
+    """Write a z,y,x label array as NIfTI with the given spacing (given in array axis order)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(array.astype(np.uint8))
+    image.SetSpacing([float(s) for s in spacing_zyx[::-1]])  # SimpleITK spacing is x,y,z
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def box(shape: Sequence[int], lo: Sequence[int], hi: Sequence[int], value: int = 1) -> np.ndarray:
+    """A label array with one axis-aligned box [lo, hi) of ``value``."""
+    a = np.zeros(shape, dtype=np.uint8)
+    a[tuple(slice(l, h) for l, h in zip(lo, hi))] = value
+    return a
+
+
+def tiny_plans(patch_size: Sequence[int] = (8, 16, 16)) -> dict:
+    """A minimal nnU-Net v2 plans dict (new 'architecture' format) for a 3-stage PlainConvUNet."""
+    arch_kwargs = {
+        "n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
+        "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+        "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
+        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+        "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+        "nonlin_kwargs": {"inplace": True},
+    }
+    return {
+        "dataset_name": "Dataset999_Tiny", "plans_name": "nnUNetPlans",
+        "original_median_spacing_after_transp": [3.0, 0.8, 0.8], "original_median_shape_after_transp": [8, 16, 16],
+        "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+        "configurations": {"3d_fullres": {
+            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
+            "batch_size": 2, "patch_size": list(patch_size), "median_image_size_in_voxels": [8, 16, 16],
+            "spacing": [3.0, 0.8, 0.8], "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
+            "batch_dice": True,
+            "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                             "arch_kwargs": arch_kwargs,
+                             "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
+        }},
+    }
+
+
+def tiny_dataset_json(labels: dict) -> dict:
+    """A dataset.json with one input channel and the given labels."""
+    return {"channel_names": {"0": "CT"}, "labels": labels, "numTraining": 4, "file_ending": ".nii.gz"}
+
+
+def make_model_folder(root: Path, labels: dict, epoch_times: Sequence[float], folds: Sequence[int] = (0,)):
+    """A trained-looking nnU-Net results folder; returns (folder, the randomly initialised network)."""
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    folder = root / TRAINER_FOLDER
+    folder.mkdir(parents=True)
+    plans, dataset_json = tiny_plans(), tiny_dataset_json(labels)
+    (folder / "plans.json").write_text(json.dumps(plans))
+    (folder / "dataset.json").write_text(json.dumps(dataset_json))
+    pm = PlansManager(plans)
+    cm = pm.get_configuration("3d_fullres")
+    network = nnUNetTrainer.build_network_architecture(
+        pm, cm, 1, pm.get_label_manager(dataset_json).num_segmentation_heads, enable_deep_supervision=False)
+    for f in folds:
+        fold = folder / f"fold_{f}"
+        fold.mkdir()
+        torch.save({"network_weights": network.state_dict(), "trainer_name": "nnUNetTrainer",
+                    "init_args": {"configuration": "3d_fullres", "fold": f}}, fold / "checkpoint_final.pth")
+        log = [f"2025-01-01 10:00:0{i}.000000: Epoch {i}\n2025-01-01 10:00:0{i}.100000: Epoch time: {t:.2f} s\n"
+               for i, t in enumerate(epoch_times)]
+        (fold / "training_log_2025_1_1_10_00_00.txt").write_text("".join(log))
+    return folder, network
+
+
+def folder_snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its content, to prove that nothing was written there."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -1,0 +1,160 @@
+"""UNETR++ with general geometry: shapes, errors, gradients, state_dict round trips, init."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from nnunetv2_unetrpp.network_architecture import EPA, UNETRPP, TokenProjection, stage_grids
+
+TINY = dict(feature_size=8, dims=(8, 16, 16, 32), depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2,
+            proj_sizes=(8, 8, 8, 4), decoder_proj_size=8)
+
+
+def tiny(patch, **kw):
+    return UNETRPP(kw.pop("input_channels", 1), kw.pop("num_classes", 3), patch, **{**TINY, **kw})
+
+
+GEOMETRIES = {
+    "isotropic": dict(patch=(32, 32, 32), stem_stride=(4, 4, 4), strides=[(2, 2, 2)] * 3),
+    "anisotropic_stem": dict(patch=(16, 64, 64), stem_stride=(1, 4, 4), strides=[(2, 2, 2)] * 3),
+    "odd_grid": dict(patch=(24, 80, 80), stem_stride=(2, 4, 4), strides=[(2, 2, 2), (2, 2, 2), (1, 1, 1)]),
+    "odd_grid_last_1x2x2": dict(patch=(24, 80, 96), stem_stride=(2, 4, 4), strides=[(2, 2, 2), (2, 1, 2), (1, 2, 2)]),
+    "2d": dict(patch=(64, 96), stem_stride=(4, 4), strides=[(2, 2)] * 3, conv_op=nn.Conv2d),
+}
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+@pytest.mark.parametrize("channels", [1, 4])
+def test_deep_supervision_shapes(name, channels):
+    g = dict(GEOMETRIES[name])
+    patch = g.pop("patch")
+    model = tiny(patch, input_channels=channels, **g).eval()
+    with torch.no_grad():
+        outputs = model(torch.randn(2, channels, *patch))
+    expected = [tuple(p // s for p, s in zip(patch, stride)) for stride in model.output_strides]
+    assert [tuple(o.shape) for o in outputs] == [(2, 3, *e) for e in expected]
+    assert expected[1] == tuple(p // s for p, s in zip(patch, g["stem_stride"]))
+
+
+def test_stage_grids_of_odd_geometry():
+    grids = stage_grids((24, 80, 96), (2, 4, 4), [(2, 2, 2), (2, 1, 2), (1, 2, 2)])
+    assert grids == [(12, 20, 24), (6, 10, 12), (3, 10, 6), (3, 5, 3)]
+
+
+def test_patch_that_does_not_fit_names_sizes_that_work():
+    with pytest.raises(ValueError) as e:
+        stage_grids((24, 80, 80), (2, 4, 4), [(2, 2, 2), (2, 2, 2), (1, 2, 2)])
+    message = str(e.value)
+    assert "(24, 80, 80)" in message and "total stride (8, 32, 32)" in message
+    assert "(24, 64, 64) or (24, 96, 96)" in message
+    with pytest.raises(ValueError, match=r"\(4, 32, 32\) or \(4, 32, 32\)"):
+        stage_grids((2, 8, 8), (1, 4, 4), [(2, 2, 2), (1, 2, 2), (2, 2, 2)])
+
+
+def test_wrong_input_size_is_a_clear_error():
+    model = tiny((32, 32, 32))
+    with pytest.raises(ValueError, match=r"built for inputs \(B, 1, 32, 32, 32\) and got \(1, 1, 32, 32, 48\)"):
+        model(torch.randn(1, 1, 32, 32, 48))
+    with pytest.raises(ValueError, match="built for inputs"):
+        model(torch.randn(1, 2, 32, 32, 32))
+
+
+@pytest.mark.parametrize("deep_supervision", [True, False])
+def test_every_parameter_gets_a_gradient(deep_supervision):
+    model = tiny((16, 32, 32), stem_stride=(2, 4, 4), deep_supervision=deep_supervision).train()
+    out = model(torch.randn(2, 1, 16, 32, 32))
+    loss = sum(o.square().mean() for o in out) if deep_supervision else out.square().mean()
+    loss.backward()
+    unused = {"heads.1.weight", "heads.1.bias", "heads.2.weight", "heads.2.bias"}
+    for name, p in model.named_parameters():
+        if not deep_supervision and name in unused:
+            assert p.grad is None
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_state_dict_round_trip_with_and_without_deep_supervision():
+    kw = dict(stem_stride=(2, 4, 4))
+    with_ds = tiny((16, 32, 32), deep_supervision=True, **kw).eval()
+    without_ds = tiny((16, 32, 32), deep_supervision=False, **kw).eval()
+    without_ds.load_state_dict(with_ds.state_dict(), strict=True)
+    x = torch.randn(1, 1, 16, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(without_ds(x), with_ds(x)[0])
+        with_ds.load_state_dict(without_ds.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("layout", ["official", "corrected"])
+@pytest.mark.parametrize("variant", [
+    dict(share_kv_projection=True, projection_bias=True, fusion="concat", num_conv_blocks=1),
+    dict(share_kv_projection=False, projection_bias=True, fusion="concat", num_conv_blocks=2),
+    dict(share_kv_projection=True, projection_bias=False, fusion="sum", num_conv_blocks=1),
+], ids=["synapse", "acdc", "tumor"])
+def test_fast_path_equals_reference_path_outputs_and_gradients(layout, variant):
+    # float64, so that the comparison is not blurred by BatchNorm over tiny grids amplifying round-off
+    model = tiny((16, 32, 32), stem_stride=(2, 4, 4), spatial_layout=layout, attn_drop=0.0, proj_drop=0.0,
+                 **variant).double()
+    with torch.no_grad():  # make the attention matter: gamma 1e-6 would hide it
+        for name, p in model.named_parameters():
+            if name.endswith("gamma") or name.endswith("pos_embed"):
+                p.normal_()
+    x = torch.randn(2, 1, 16, 32, 32, dtype=torch.float64)
+    results = []
+    for fused in (True, False):
+        model.zero_grad()
+        model.set_fused_attention(fused)
+        out = model(x)
+        sum(o.sum() for o in out).backward()
+        results.append(([o.detach() for o in out], {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (out_fast, grad_fast), (out_ref, grad_ref) = results
+    for a, b in zip(out_fast, out_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    for name in grad_ref:
+        error = (grad_fast[name] - grad_ref[name]).norm() / grad_ref[name].norm()
+        assert error < 1e-8, f"{name}: relative gradient error {error:.1e}"
+
+
+def test_official_and_corrected_layouts_differ():
+    x = torch.randn(1, 1, 16, 32, 32)
+    outs = []
+    for layout in ("official", "corrected"):
+        torch.manual_seed(0)
+        model = tiny((16, 32, 32), stem_stride=(2, 4, 4), spatial_layout=layout).eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("gamma"):
+                    p.fill_(1.0)
+            outs.append(model(x)[0])
+    assert (outs[0] - outs[1]).abs().max() > 1e-3
+
+
+def test_official_initialisation():
+    torch.manual_seed(0)
+    model = UNETRPP(1, 3, (32, 64, 64), stem_stride=(2, 4, 4))
+    block = model.encoder_stages[0][0]
+    qkvv = block.attention.qkvv.weight
+    assert abs(qkvv.std().item() - 0.02) < 0.002 and qkvv.abs().max() <= 2.0
+    assert abs(block.attention.k_proj.weight.std().item() - 0.02) < 0.002
+    assert torch.all(block.attention.k_proj.bias == 0) and torch.all(block.attention.spatial_out.bias == 0)
+    assert torch.all(block.gamma == 1e-6) and torch.all(block.pos_embed == 0)
+    assert torch.all(block.attention.temperature == 1) and torch.all(block.attention.temperature2 == 1)
+    # decoder Linears keep PyTorch's default: uniform(+-1/sqrt(fan_in))
+    dec = model.decoder_stages[0].blocks[0].attention
+    fan_in = dec.qkvv.weight.shape[1]
+    assert dec.qkvv.weight.abs().max() <= 1 / math.sqrt(fan_in)
+    assert dec.qkvv.weight.std() > 0.1 / math.sqrt(fan_in) * 3  # far wider than std 0.02 would be
+    tumor_like = TokenProjection(num_tokens=512, proj_size=32, bias=False)
+    bound = 1 / math.sqrt(32)
+    assert tumor_like.weight.abs().max() <= bound and tumor_like.weight.abs().max() > 0.9 * bound
+
+
+def test_invalid_configuration_errors():
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        EPA(num_tokens=64, channels=30, proj_size=8, num_heads=4)
+    with pytest.raises(ValueError, match="spatial_layout"):
+        UNETRPP(1, 2, (32, 32, 32), spatial_layout="transposed")
+    with pytest.raises(ValueError, match="need 3 entries"):
+        UNETRPP(1, 2, (32, 32, 32), stem_stride=(4, 4))

@@ -1,0 +1,79 @@
+"""The official variants: parameter counts, and outputs of converted official weights against the
+authors' implementation (../shared/reference)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import load_reference
+from nnunetv2_unetrpp.network_architecture import (
+    OFFICIAL_VARIANTS,
+    build_official_variant,
+    convert_official_state_dict,
+    count_unique_parameters,
+    identify_official_variant,
+)
+
+
+@pytest.mark.parametrize("variant", ["synapse", "btcv", "acdc", "lung", "tumor"])
+def test_unique_parameter_count_equals_official(variant):
+    with torch.device("meta"):
+        model = build_official_variant(variant)
+    assert count_unique_parameters(model) == OFFICIAL_VARIANTS[variant].unique_parameters
+
+
+@pytest.fixture(scope="module", params=["synapse", "acdc"])
+def converted(request, fixture_weights):
+    fx = load_reference(request.param)
+    official = fixture_weights.official_state_dict(fx)
+    model = build_official_variant(request.param)
+    assert count_unique_parameters(model) == fx["official_unique_parameters"]
+    model.load_state_dict(convert_official_state_dict(official, request.param), strict=True)
+    return request.param, fx, official, model.eval()
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fast", "reference"])
+def test_converted_weights_reproduce_official_outputs(converted, fixture_weights, fused):
+    variant, fx, _, model = converted
+    model.set_fused_attention(fused)
+    with torch.no_grad():
+        outputs = model(fixture_weights.fixture_input(fx))
+    assert len(outputs) == 3
+    for i, (out, ref) in enumerate(zip(outputs, fx["deep_supervision_outputs"])):
+        assert list(out.shape) == ref["shape"]
+        sample = out.reshape(-1)[fixture_weights.sample_indices(fx, i)].double()
+        expected = torch.tensor(ref["sample_values"], dtype=torch.float64)
+        rel = (sample - expected).abs().max() / expected.abs().max()
+        assert rel < 1e-4, f"{variant} output {i}: relative error {rel:.2e}"
+        means = out.double().mean(dim=(0, *range(2, out.ndim)))
+        torch.testing.assert_close(means, torch.tensor(ref["channel_mean"], dtype=torch.float64), rtol=1e-4, atol=1e-4)
+
+
+def test_converter_accepts_checkpoint_dict_and_module_prefix(converted):
+    variant, _, official, _ = converted
+    checkpoint = {"epoch": 1000, "state_dict": {"module." + k: v for k, v in official.items()}, "optimizer_state_dict": None}
+    plain = convert_official_state_dict(official, variant)
+    wrapped = convert_official_state_dict(checkpoint, variant)
+    assert plain.keys() == wrapped.keys()
+    assert all(torch.equal(plain[k], wrapped[k]) for k in plain)
+
+
+def test_converter_names_the_variant_a_checkpoint_belongs_to(converted):
+    variant, _, official, _ = converted
+    assert identify_official_variant(official) == variant
+    other = "acdc" if variant == "synapse" else "synapse"
+    with pytest.raises(ValueError, match=f"looks like the official '{variant}' variant, not '{other}'"):
+        convert_official_state_dict(official, other)
+
+
+def test_converter_rejects_non_unetrpp_checkpoints():
+    with pytest.raises(ValueError, match="does not look like an official UNETR"):
+        convert_official_state_dict({"encoder.weight": torch.zeros(1)}, "synapse")
+
+
+def test_converter_refuses_unshared_projections_for_a_shared_variant(fixture_weights):
+    official = fixture_weights.official_state_dict(load_reference("synapse"))
+    key = "unetr_pp_encoder.stages.0.0.epa_block.F.weight"
+    official[key] = official[key] + 1.0
+    with pytest.raises(ValueError, match="shares E and F"):
+        convert_official_state_dict(official, "synapse")
