@@ -68,10 +68,10 @@ def test_every_parameter_gets_a_gradient(deep_supervision):
     out = model(torch.randn(2, 1, 16, 32, 32))
     loss = sum(o.square().mean() for o in out) if deep_supervision else out.square().mean()
     loss.backward()
-    unused = {"heads.1.weight", "heads.1.bias", "heads.2.weight", "heads.2.bias"}
+    unused = {f"decoder.seg_layers.{i}.{w}" for i in (1, 2) for w in ("weight", "bias")}
     for name, p in model.named_parameters():
         if not deep_supervision and name in unused:
-            assert p.grad is None
+            assert p.grad is None and not p.requires_grad  # frozen, so that DDP sees no unused parameter
         else:
             assert p.grad is not None and p.grad.abs().sum() > 0, name
 
@@ -134,7 +134,7 @@ def test_official_and_corrected_layouts_differ():
 def test_official_initialisation():
     torch.manual_seed(0)
     model = UNETRPP(1, 3, (32, 64, 64), stem_stride=(2, 4, 4))
-    block = model.encoder_stages[0][0]
+    block = model.encoder.stages[0][0]
     qkvv = block.attention.qkvv.weight
     assert abs(qkvv.std().item() - 0.02) < 0.002 and qkvv.abs().max() <= 2.0
     assert abs(block.attention.k_proj.weight.std().item() - 0.02) < 0.002
@@ -142,7 +142,7 @@ def test_official_initialisation():
     assert torch.all(block.gamma == 1e-6) and torch.all(block.pos_embed == 0)
     assert torch.all(block.attention.temperature == 1) and torch.all(block.attention.temperature2 == 1)
     # decoder Linears keep PyTorch's default: uniform(+-1/sqrt(fan_in))
-    dec = model.decoder_stages[0].blocks[0].attention
+    dec = model.decoder.stages[0].blocks[0].attention
     fan_in = dec.qkvv.weight.shape[1]
     assert dec.qkvv.weight.abs().max() <= 1 / math.sqrt(fan_in)
     assert dec.qkvv.weight.std() > 0.1 / math.sqrt(fan_in) * 3  # far wider than std 0.02 would be

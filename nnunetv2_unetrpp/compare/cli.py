@@ -51,18 +51,35 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _settings(args: argparse.Namespace, file_ending: str, reader: type, ignore_label: Optional[int]) -> dict:
+    """Everything needed to reproduce and to interpret the numbers."""
+    return {
+        "reference_folder": str(args.ref), "dataset_json": str(args.dataset_json) if args.dataset_json else None,
+        "file_ending": file_ending, "reader": reader.__name__, "ignore_label": ignore_label,
+        "nsd_tolerance_mm": args.nsd_tolerance_mm, "nsd_definition": NSD_DEFINITION,
+        "hd95_definition": HD95_DEFINITION, "empty_mask_policy": EMPTY_MASK_POLICY,
+        "std": "sample standard deviation (ddof=1)",
+        "wilcoxon": "scipy.stats.wilcoxon, two-sided, paired per case against the first method; "
+                    "p = 1 when all differences are 0",
+        "cost_definition": COST_DEFINITION,
+        "case_selection": "first method's cases (--subset)" if args.subset else "all reference cases",
+        "allow_extra": args.allow_extra,
+    }
+
+
 def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     """Validate inputs, evaluate every case, and write the report; returns the written files and warnings."""
     if not (math.isfinite(args.nsd_tolerance_mm) and args.nsd_tolerance_mm >= 0):
         raise CompareError(f"--nsd_tolerance_mm must be a finite number >= 0, got {args.nsd_tolerance_mm}")
     if not args.ref.is_dir():
         raise CompareError(f"reference folder {args.ref} does not exist")
+    if args.dataset_json is not None and not args.dataset_json.is_file():
+        raise CompareError(f"dataset.json {args.dataset_json} does not exist")
     if args.dataset_json is not None:
-        if not args.dataset_json.is_file():
-            raise CompareError(f"dataset.json {args.dataset_json} does not exist")
-        file_ending, labels = file_ending_from_dataset_json(args.dataset_json), labels_from_dataset_json(args.dataset_json)
+        labels = labels_from_dataset_json(args.dataset_json)
+        file_ending = file_ending_from_dataset_json(args.dataset_json)
     else:
-        file_ending, labels = detect_file_ending(args.ref), None
+        labels, file_ending = None, detect_file_ending(args.ref)
     reader = reader_class(file_ending, args.dataset_json)
     references = list_cases(args.ref, file_ending)
     methods = [load_method(a, file_ending) for a in args.pred]
@@ -82,7 +99,7 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     if labels is None:
         found = run_parallel(unique_values, [(str(references[c]), reader) for c in cases], args.np, "scanning labels")
         labels = labels_from_values(set().union(*found))
-    tasks = [CaseTask(c, str(references[c]), tuple((m.name, str(m.files[c])) for m in methods), reader, labels,
+    tasks = [CaseTask(str(references[c]), tuple((m.name, str(m.files[c])) for m in methods), reader, labels,
                       args.nsd_tolerance_mm) for c in cases]
     results = run_parallel(evaluate_case, tasks, args.np, "evaluating")
 
@@ -95,14 +112,8 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
             except Exception as e:  # cost is an extra: any failure becomes a warning in the report
                 warnings.append(f"model cost of {m.name} ({m.model_folder}) not computed: {type(e).__name__}: {e}")
 
-    settings = {"reference_folder": str(args.ref), "dataset_json": str(args.dataset_json) if args.dataset_json else None,
-                "file_ending": file_ending, "reader": reader.__name__, "ignore_label": labels.ignore_label,
-                "nsd_tolerance_mm": args.nsd_tolerance_mm, "nsd_definition": NSD_DEFINITION,
-                "hd95_definition": HD95_DEFINITION, "empty_mask_policy": EMPTY_MASK_POLICY,
-                "std": "sample standard deviation (ddof=1)", "wilcoxon": "scipy.stats.wilcoxon, two-sided, paired "
-                "per case against the first method; p = 1 when all differences are 0", "cost_definition": COST_DEFINITION,
-                "case_selection": "subset" if args.subset else "all references", "allow_extra": args.allow_extra}
-    summary = build_summary(cases, names, results, labels, settings, info, warnings)
+    summary = build_summary(cases, names, results, labels, _settings(args, file_ending, reader, labels.ignore_label),
+                            info, warnings)
     try:
         args.o.mkdir(parents=True, exist_ok=True)
     except OSError as e:

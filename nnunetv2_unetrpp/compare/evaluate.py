@@ -27,7 +27,6 @@ R = TypeVar("R")
 class CaseTask:
     """Everything a worker needs to evaluate one case for every method."""
 
-    case: str
     reference: str
     predictions: tuple[tuple[str, str], ...]  # (method name, file)
     reader: type[BaseReaderWriter]

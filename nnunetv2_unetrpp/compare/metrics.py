@@ -35,6 +35,18 @@ def image_diagonal(shape: Sequence[int], spacing: Sequence[float]) -> float:
     return float(np.sqrt(np.sum((np.asarray(shape, float) * np.asarray(spacing, float)) ** 2)))
 
 
+def _crop_to_union(ref: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both masks cropped to their union's bounding box plus one voxel (clipped to the image).
+
+    Surfaces, and so all distances, are unchanged (outside the image counts as background either way); it
+    only spares MONAI from converting the whole image to float tensors, three times per structure.
+    """
+    nonzero = np.argwhere(ref | pred)
+    lo, hi = np.maximum(nonzero.min(0) - 1, 0), nonzero.max(0) + 2
+    window = tuple(slice(a, b) for a, b in zip(lo, hi))
+    return ref[window], pred[window]
+
+
 def _monai_input(mask: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))[None, None]
 
@@ -66,8 +78,10 @@ def mask_metrics(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float],
     if n_ref == 0 or n_pred == 0:
         return {"dice": 0.0, "hd95_mm": image_diagonal(ref.shape, spacing),
                 "hd95_vox": image_diagonal(ref.shape, [1.0] * ref.ndim), "nsd": 0.0}
+    dice = 2.0 * int(np.logical_and(ref, pred).sum()) / (n_ref + n_pred)
+    ref, pred = _crop_to_union(ref, pred)
     return {
-        "dice": 2.0 * int(np.logical_and(ref, pred).sum()) / (n_ref + n_pred),
+        "dice": dice,
         "hd95_mm": _hd95(ref, pred, spacing),
         "hd95_vox": _hd95(ref, pred, [1.0] * ref.ndim),
         "nsd": _nsd(ref, pred, spacing, nsd_tolerance_mm),

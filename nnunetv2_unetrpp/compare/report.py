@@ -99,7 +99,8 @@ def _wilcoxon_table(summary: dict, metrics: tuple[str, ...]) -> list[str]:
     keys = list(summary["labels"]) + [OVERALL]
     header = ["Method"] + [f"{summary['labels'][k]['name'] if k != OVERALL else 'Mean'} {TITLES[m]}"
                            for k in keys for m in metrics]
-    rows = [[name] + [_p(tests[k][m]["p"]) for k in keys for m in metrics] for name, tests in summary["wilcoxon"].items()]
+    rows = [[name] + [_p(tests[k][m]["p"]) for k in keys for m in metrics]
+            for name, tests in summary["wilcoxon"].items()]
     return _table(header, rows)
 
 

@@ -85,17 +85,17 @@ def count_unique_parameters(model: torch.nn.Module) -> int:
 _DECODERS = {"5": 0, "4": 1, "3": 2, "2": 3}
 _RULES: list[tuple[str, str]] = [
     # encoder
-    (r"^unetr_pp_encoder\.downsample_layers\.0\.0\.conv\.", "stem.0."),
-    (r"^unetr_pp_encoder\.downsample_layers\.0\.1\.", "stem.1."),
-    (r"^unetr_pp_encoder\.downsample_layers\.(\d)\.0\.conv\.", lambda m: f"downsamples.{int(m[1]) - 1}.0."),
-    (r"^unetr_pp_encoder\.downsample_layers\.(\d)\.1\.", lambda m: f"downsamples.{int(m[1]) - 1}.1."),
-    (r"^unetr_pp_encoder\.stages\.", "encoder_stages."),
+    (r"^unetr_pp_encoder\.downsample_layers\.0\.0\.conv\.", "encoder.stem.0."),
+    (r"^unetr_pp_encoder\.downsample_layers\.0\.1\.", "encoder.stem.1."),
+    (r"^unetr_pp_encoder\.downsample_layers\.(\d)\.0\.conv\.", lambda m: f"encoder.downsamples.{int(m[1]) - 1}.0."),
+    (r"^unetr_pp_encoder\.downsample_layers\.(\d)\.1\.", lambda m: f"encoder.downsamples.{int(m[1]) - 1}.1."),
+    (r"^unetr_pp_encoder\.stages\.", "encoder.stages."),
     (r"^encoder1\.", "conv_branch."),
     # decoder
-    (r"^decoder(\d)\.transp_conv\.conv\.", lambda m: f"decoder_stages.{_DECODERS[m[1]]}.upsample."),
-    (r"^decoder2\.decoder_block\.0\.", "decoder_stages.3.blocks.0."),
-    (r"^decoder(\d)\.decoder_block\.0\.", lambda m: f"decoder_stages.{_DECODERS[m[1]]}.blocks."),
-    (r"^out(\d)\.conv\.conv\.", lambda m: f"heads.{int(m[1]) - 1}."),
+    (r"^decoder(\d)\.transp_conv\.conv\.", lambda m: f"decoder.stages.{_DECODERS[m[1]]}.upsample."),
+    (r"^decoder2\.decoder_block\.0\.", "decoder.stages.3.blocks.0."),
+    (r"^decoder(\d)\.decoder_block\.0\.", lambda m: f"decoder.stages.{_DECODERS[m[1]]}.blocks."),
+    (r"^out(\d)\.conv\.conv\.", lambda m: f"decoder.seg_layers.{int(m[1]) - 1}."),
     # inside transformer blocks
     (r"\.epa_block\.E\.", ".attention.k_proj."),
     (r"\.epa_block\.F\.", ".attention.v_proj."),

@@ -14,6 +14,7 @@ from typing import Sequence, Type
 
 import numpy as np
 import torch
+from dynamic_network_architectures.architectures.abstract_arch import AbstractDynamicNetworkArchitectures
 from dynamic_network_architectures.building_blocks.helper import (
     convert_conv_op_to_dim,
     get_matching_batchnorm,
@@ -65,7 +66,44 @@ class UpBlock(nn.Module):
         return self.blocks(self.upsample(x) + skip)
 
 
-class UNETRPP(nn.Module):
+class Encoder(nn.Module):
+    """Patch embedding and three downsamplings, each followed by a stage of transformer blocks."""
+
+    def __init__(self, stem: nn.Module, downsamples: nn.ModuleList, stages: nn.ModuleList) -> None:
+        super().__init__()
+        self.stem, self.downsamples, self.stages = stem, downsamples, stages
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = [self.stages[0](self.stem(x))]
+        for down, stage in zip(self.downsamples, self.stages[1:]):
+            features.append(stage(down(features[-1])))
+        return features
+
+
+class Decoder(nn.Module):
+    """Up blocks from the deepest stage to full resolution, and the segmentation heads.
+
+    `seg_layers` and `deep_supervision` carry nnU-Net's names, so its stock
+    `set_deep_supervision_enabled` and `-pretrained_weights` (which skips '.seg_layers.') work.
+    """
+
+    def __init__(self, stages: nn.ModuleList, seg_layers: nn.ModuleList, deep_supervision: bool) -> None:
+        super().__init__()
+        self.stages, self.seg_layers, self.deep_supervision = stages, seg_layers, deep_supervision
+
+    def forward(self, features: list[torch.Tensor], full_resolution: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        h = features[-1]
+        decoded = []
+        for stage, skip in zip(self.stages, [*features[-2::-1], full_resolution]):
+            h = stage(h, skip)
+            decoded.append(h)
+        if not self.deep_supervision:
+            return channel_linear(decoded[-1], self.seg_layers[0].weight, self.seg_layers[0].bias)
+        # heads at full resolution, 1/stem and 1/(2 stem)
+        return [channel_linear(f, head.weight, head.bias) for f, head in zip(decoded[:0:-1], self.seg_layers)]
+
+
+class UNETRPP(AbstractDynamicNetworkArchitectures):
     """UNETR++ with general geometry.
 
     Args:
@@ -118,6 +156,10 @@ class UNETRPP(nn.Module):
         deep_supervision: bool = True,
     ) -> None:
         super().__init__()
+        self.key_to_encoder = "encoder"
+        self.key_to_stem = "encoder.stem"
+        self.keys_to_in_proj = ("encoder.stem.0", "conv_branch.conv1.conv")
+        self.key_to_lpe = None  # one positional embedding per block, sized by its stage's tokens
         ndim = convert_conv_op_to_dim(conv_op)
         stem_stride = tuple(stem_stride or (4,) * ndim)
         strides = [tuple(s) for s in (strides or [(2,) * ndim] * 3)]
@@ -129,7 +171,6 @@ class UNETRPP(nn.Module):
         self.grids = stage_grids(self.patch_size, stem_stride, strides)
         self.stem_stride, self.strides = stem_stride, strides
         self.input_channels, self.num_classes = input_channels, num_classes
-        self.deep_supervision = deep_supervision
 
         norm_op = norm_op or get_matching_instancenorm(conv_op)
         norm_op_kwargs = {"eps": 1e-5, "affine": False} if norm_op_kwargs is None else norm_op_kwargs
@@ -151,18 +192,19 @@ class UNETRPP(nn.Module):
             ])
 
         tokens = [int(np.prod(g)) for g in self.grids]
-        # Encoder. GroupNorm(num_groups = input channels of the conv) as in the official code.
-        self.stem = nn.Sequential(
-            conv_op(input_channels, dims[0], kernel_size=stem_stride, stride=stem_stride, bias=False),
-            nn.GroupNorm(input_channels, dims[0]),
+        # GroupNorm(num_groups = input channels of the conv) after each patch embedding, as officially.
+        self.encoder = Encoder(
+            stem=nn.Sequential(
+                conv_op(input_channels, dims[0], kernel_size=stem_stride, stride=stem_stride, bias=False),
+                nn.GroupNorm(input_channels, dims[0]),
+            ),
+            downsamples=nn.ModuleList([
+                nn.Sequential(conv_op(dims[i], dims[i + 1], kernel_size=s, stride=s, bias=False),
+                              nn.GroupNorm(dims[i], dims[i + 1]))
+                for i, s in enumerate(strides)
+            ]),
+            stages=nn.ModuleList([transformer_stage(tokens[i], dims[i], proj_sizes[i], depths[i]) for i in range(4)]),
         )
-        self.downsamples = nn.ModuleList([
-            nn.Sequential(conv_op(dims[i], dims[i + 1], kernel_size=s, stride=s, bias=False), nn.GroupNorm(dims[i], dims[i + 1]))
-            for i, s in enumerate(strides)
-        ])
-        self.encoder_stages = nn.ModuleList([
-            transformer_stage(tokens[i], dims[i], proj_sizes[i], depths[i]) for i in range(4)
-        ])
         # instance_norm returns a view: an in-place activation on it makes autograd copy the
         # full-resolution map back (CopySlices); out of place was 30% faster there (CPU).
         full_res_nonlin_kwargs = {**nonlin_kwargs, "inplace": False}
@@ -170,35 +212,39 @@ class UNETRPP(nn.Module):
             conv_op, input_channels, feature_size, norm_op, norm_op_kwargs, nonlin, full_res_nonlin_kwargs
         )
 
-        # Decoder, deepest first: 1/(8 stem) -> 1/(4 stem) -> 1/(2 stem) -> 1/stem -> full resolution.
         def up(c_in: int, c_out: int, stride: Size) -> nn.Module:
             return transp_op(c_in, c_out, kernel_size=stride, stride=stride, bias=False)
 
-        self.decoder_stages = nn.ModuleList([
-            UpBlock(up(dims[i + 1], dims[i], strides[i]), transformer_stage(tokens[i], dims[i], decoder_proj_size, decoder_depth))
-            for i in (2, 1, 0)
-        ] + [
-            UpBlock(up(dims[0], feature_size, stem_stride), nn.Sequential(residual_conv_block(
-                conv_op, feature_size, feature_size, norm_op, norm_op_kwargs, nonlin, full_res_nonlin_kwargs)))
-        ])
-        self.heads = nn.ModuleList([
-            conv_op(c, num_classes, kernel_size=1) for c in (feature_size, dims[0], dims[1])
-        ])
+        self.decoder = Decoder(
+            stages=nn.ModuleList([
+                UpBlock(up(dims[i + 1], dims[i], strides[i]),
+                        transformer_stage(tokens[i], dims[i], decoder_proj_size, decoder_depth))
+                for i in (2, 1, 0)
+            ] + [
+                UpBlock(up(dims[0], feature_size, stem_stride), nn.Sequential(residual_conv_block(
+                    conv_op, feature_size, feature_size, norm_op, norm_op_kwargs, nonlin, full_res_nonlin_kwargs)))
+            ]),
+            seg_layers=nn.ModuleList([conv_op(c, num_classes, kernel_size=1) for c in (feature_size, dims[0], dims[1])]),
+            deep_supervision=deep_supervision,
+        )
+        if not deep_supervision:
+            # Unused auxiliary heads must not require gradients, or DistributedDataParallel (as
+            # nnU-Net wraps it, without find_unused_parameters) fails on the first backward.
+            self.decoder.seg_layers[1:].requires_grad_(False)
         self._init_encoder()
 
     def _init_encoder(self) -> None:
         """Official initialisation: truncated normal (std 0.02, bounds +-2) for the Linear layers
         of the encoder only (E/F with a bias count as Linear), zero biases, LayerNorm 1/0.
         Convolutions and decoder Linears keep PyTorch's defaults."""
-        for module in [self.stem, *self.downsamples, *self.encoder_stages]:
-            for m in module.modules():
-                if isinstance(m, nn.Linear) or (isinstance(m, TokenProjection) and m.bias is not None):
-                    nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.LayerNorm):
-                    nn.init.ones_(m.weight)
+        for m in self.encoder.modules():
+            if isinstance(m, nn.Linear) or (isinstance(m, TokenProjection) and m.bias is not None):
+                nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)
+                if m.bias is not None:
                     nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def set_fused_attention(self, fused: bool) -> None:
         """Switch every EPA between the fast path and the readable reference path."""
@@ -220,17 +266,14 @@ class UNETRPP(nn.Module):
                 "so predict with the patch size of the plans it was trained with (nnU-Net's sliding window does)."
             )
 
+    @property
+    def deep_supervision(self) -> bool:
+        return self.decoder.deep_supervision
+
+    @deep_supervision.setter
+    def deep_supervision(self, enabled: bool) -> None:
+        self.decoder.deep_supervision = enabled
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         self._check_input(x)
-        skips = []
-        h = self.encoder_stages[0](self.stem(x))
-        for down, stage in zip(self.downsamples, self.encoder_stages[1:]):
-            skips.append(h)
-            h = stage(down(h))
-        decoded = []
-        for up_block, skip in zip(self.decoder_stages, [*reversed(skips), self.conv_branch(x)]):
-            h = up_block(h, skip)
-            decoded.append(h)
-        if not self.deep_supervision:
-            return channel_linear(decoded[3], self.heads[0].weight, self.heads[0].bias)
-        return [channel_linear(f, h.weight, h.bias) for f, h in zip(decoded[:0:-1], self.heads)]
+        return self.decoder(self.encoder(x), self.conv_branch(x))
