@@ -9,7 +9,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["nnunetv2_unetrpp", "nnunetv2_unetrpp.*"]),
-    include_package_data=True,
+    # the nnUNet_extTrainer shim is a plain folder (no __init__.py): nnU-Net imports it by path
+    package_data={"nnunetv2_unetrpp": ["nnunet_ext/*.py"]},
     # Ranges are the ones the test-suite runs against: nnU-Net changed its trainer API in 2.3 and 2.7.
     install_requires=[
         "torch>=2.4,<2.15",
@@ -26,6 +27,9 @@ setup(
     entry_points={
         "console_scripts": [
             "nnUNetv2_unetrpp_convert_official=nnunetv2_unetrpp.network_architecture.official:convert_official_cli",
+            "nnUNetv2_unetrpp_env=nnunetv2_unetrpp.env:main",
+            "nnUNetv2_unetrpp_compare=nnunetv2_unetrpp.compare.cli:main",
+            "nnUNetv2_unetrpp_demo=nnunetv2_unetrpp.demo.cli:main",
         ],
     },
 )

@@ -170,7 +170,8 @@ def test_subset_and_allow_extra(tmp_path):
     assert main(argv) == 0
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["cases"] == CASES[:2]
-    assert any("case_999" in w for w in s["warnings"]) and "## Warnings" in (tmp_path / "out" / "summary.md").read_text()
+    assert any("case_999" in w for w in s["warnings"])
+    assert "## Warnings" in (tmp_path / "out" / "summary.md").read_text()
     (paths["b"] / "case_001.nii.gz").unlink()  # with --subset, every method still needs the first method's cases
     assert main(argv) == 2
 

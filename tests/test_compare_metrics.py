@@ -98,3 +98,15 @@ def test_exactly_one_empty(empty_side):
 def test_shape_mismatch_is_rejected():
     with pytest.raises(ValueError):
         mask_metrics(np.zeros((3, 4, 5), bool), np.zeros((3, 4, 6), bool), ANISO, 1.0)
+
+
+def test_small_structures_in_a_large_image():
+    """Masks far from each other and from the image centre, one touching the border: cropping changes nothing."""
+    ref = np.zeros((20, 40, 40), bool)
+    ref[0:3, 0:4, 30:36] = True
+    pred = np.zeros_like(ref)
+    pred[1:4, 2:5, 28:35] = True
+    pred[15:17, 30:33, 5:8] = True  # a false positive far away
+    m = mask_metrics(ref, pred, ANISO, 1.5)
+    dice, hd95, nsd = brute_force(ref, pred, ANISO, 1.5)
+    assert (m["dice"], m["hd95_mm"], m["nsd"]) == pytest.approx((dice, hd95, nsd), rel=1e-5)

@@ -10,6 +10,7 @@ stage, so a network accepts exactly the patch size it was built for.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence, Type
 
 import numpy as np
@@ -52,6 +53,13 @@ def stage_grids(patch_size: Size, stem_stride: Size, strides: Sequence[Size]) ->
             f"{lower} or {upper}."
         )
     return [tuple(int(p // f) for p, f in zip(patch, fac)) for fac in factors]
+
+
+def _group_norm(groups: int, channels: int) -> nn.GroupNorm:
+    """GroupNorm with the official group count (the conv's input channels) where it divides the
+    channels; otherwise their gcd (e.g. 3 input channels, or a cascade's image + one-hot channels),
+    which the official code cannot run at all."""
+    return nn.GroupNorm(groups if channels % groups == 0 else math.gcd(groups, channels), channels)
 
 
 class UpBlock(nn.Module):
@@ -196,11 +204,11 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
         self.encoder = Encoder(
             stem=nn.Sequential(
                 conv_op(input_channels, dims[0], kernel_size=stem_stride, stride=stem_stride, bias=False),
-                nn.GroupNorm(input_channels, dims[0]),
+                _group_norm(input_channels, dims[0]),
             ),
             downsamples=nn.ModuleList([
                 nn.Sequential(conv_op(dims[i], dims[i + 1], kernel_size=s, stride=s, bias=False),
-                              nn.GroupNorm(dims[i], dims[i + 1]))
+                              _group_norm(dims[i], dims[i + 1]))
                 for i, s in enumerate(strides)
             ]),
             stages=nn.ModuleList([transformer_stage(tokens[i], dims[i], proj_sizes[i], depths[i]) for i in range(4)]),
@@ -265,6 +273,21 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
                 f"and got {tuple(x.shape)}. Its positional embeddings and token projections are sized by the patch, "
                 "so predict with the patch size of the plans it was trained with (nnU-Net's sliding window does)."
             )
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As nn.Module's, but a checkpoint of another geometry gets a clear error first."""
+        own = self.state_dict()
+        mismatched = [k for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        if mismatched:
+            raise ValueError(
+                f"the weights do not fit this UNETR++ ({len(mismatched)} tensors differ, e.g. {mismatched[0]}: "
+                f"{tuple(state_dict[mismatched[0]].shape)} vs {tuple(own[mismatched[0]].shape)}). This network is built "
+                f"for patch {self.patch_size}, stem {self.stem_stride}, downsamplings {self.strides}, token grids "
+                f"{self.grids}, {self.input_channels} input channels and {self.num_classes} classes; the weights come "
+                "from another geometry. Use the plans.json saved next to the checkpoint (nnU-Net's results folder), "
+                "or the trainer variant the weights were made for."
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property
     def deep_supervision(self) -> bool:

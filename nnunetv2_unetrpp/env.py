@@ -1,0 +1,61 @@
+"""`nnUNetv2_unetrpp_env`: the shell line that lets nnU-Net's commands find the UNETR++ trainers."""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+EXT_TRAINER_DIR = Path(__file__).resolve().parent / "nnunet_ext"
+
+
+def ext_trainer_value(current: str | None = None) -> str:
+    """nnUNet_extTrainer with the shim folder first, keeping other folders already listed."""
+    current = os.environ.get("nnUNet_extTrainer", "") if current is None else current
+    others = [p for p in current.split(os.pathsep) if p and Path(p).resolve() != EXT_TRAINER_DIR]
+    return os.pathsep.join([str(EXT_TRAINER_DIR), *others])
+
+
+def check_lookup(trainer: str = "nnUNetTrainerUNETRPP") -> str:
+    """Find `trainer` the way nnUNetv2_train does; RuntimeError with a remedy if that fails."""
+    import io
+    from contextlib import redirect_stdout
+
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    try:
+        with redirect_stdout(io.StringIO()):
+            cls = recursive_find_trainer_class_by_name(trainer)
+    except RuntimeError:
+        raise RuntimeError(
+            f"nnU-Net cannot find {trainer}: nnUNet_extTrainer={os.environ.get('nnUNet_extTrainer', '')!r} does not "
+            f"contain {EXT_TRAINER_DIR}. Run: eval \"$(nnUNetv2_unetrpp_env)\"") from None
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="nnUNetv2_unetrpp_env",
+        description="Print the shell line that adds the UNETR++ trainers to nnU-Net's external trainer lookup. "
+        'Use it as: eval "$(nnUNetv2_unetrpp_env)"')
+    parser.add_argument("--check", action="store_true",
+                        help="instead, check that the current environment lets nnUNetv2_train find the trainers")
+    args = parser.parse_args(argv)
+    if not (EXT_TRAINER_DIR / "unetrpp_trainers.py").is_file():
+        print(f"error: the trainer shim {EXT_TRAINER_DIR / 'unetrpp_trainers.py'} is missing: reinstall "
+              "nnunetv2_unetrpp", file=sys.stderr)
+        return 2
+    if args.check:
+        try:
+            print(f"ok: nnUNetTrainerUNETRPP resolves to {check_lookup()}")
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    print(f"export nnUNet_extTrainer={shlex.quote(ext_trainer_value())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

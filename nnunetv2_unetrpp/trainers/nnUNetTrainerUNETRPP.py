@@ -1,0 +1,68 @@
+"""UNETR++ as an nnU-Net v2 trainer: nnU-Net's recipe (the paper's), UNETR++ network.
+
+The network's geometry comes from the plan (`plans_geometry`) and is written into the plan
+before nnU-Net's trainer records it, so the results folder's plans.json rebuilds it exactly.
+"""
+from __future__ import annotations
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+
+from nnunetv2_unetrpp.compat import check_nnunet_version
+from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP
+from nnunetv2_unetrpp.trainers.plans_geometry import architecture_from_configuration, prepare_configuration
+
+check_nnunet_version()
+
+if not __name__.startswith("nnunetv2_unetrpp."):
+    raise ImportError(
+        f"nnunetv2_unetrpp's trainers were imported as {__name__!r}: nnUNet_extTrainer points at the package source "
+        "instead of its shim folder. Set it with: eval \"$(nnUNetv2_unetrpp_env)\""
+    )
+
+#: Loss weights of the three deep-supervision outputs (full, 1/stem, 1/(2 stem)), as in the paper.
+DEEP_SUPERVISION_WEIGHTS = (4 / 7, 2 / 7, 1 / 7)
+
+
+class nnUNetTrainerUNETRPP(nnUNetTrainer):
+    """UNETR++ trained with nnU-Net's default recipe, which is the paper's: SGD 1e-2, Nesterov
+    0.99, weight decay 3e-5, poly decay, 1000 epochs x 250 iterations, Dice + CE, deep
+    supervision with weights 4/7, 2/7, 1/7."""
+
+    #: UNETRPP keyword overrides (and `patch_size`, `stem_stride`, `strides`) of a variant.
+    architecture_overrides: dict = {}
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        notes = prepare_configuration(plans, configuration, self.architecture_overrides)
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        for note in notes:
+            self.print_to_log_file(note)
+
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        patch_size = configuration_manager.patch_size
+        return UNETRPP(
+            num_input_channels, num_output_channels, patch_size,
+            conv_op=nn.Conv3d if len(patch_size) == 3 else nn.Conv2d,
+            deep_supervision=enable_deep_supervision,
+            **architecture_from_configuration(configuration_manager.configuration),
+        )
+
+    def _get_deep_supervision_scales(self):
+        """Exactly the network's output scales (nnU-Net's default assumes one per pooling stage)."""
+        if not self.enable_deep_supervision:
+            return None
+        arch = architecture_from_configuration(self.configuration_manager.configuration)
+        stem, first = arch["stem_stride"], arch["strides"][0]
+        return [[1.0] * len(stem), [1 / s for s in stem], [1 / (s * f) for s, f in zip(stem, first)]]
+
+    def _build_loss(self):
+        loss = super()._build_loss()
+        if self.enable_deep_supervision:
+            loss.weight_factors = DEEP_SUPERVISION_WEIGHTS
+        return loss

@@ -1,0 +1,97 @@
+"""UNETR++ geometry from an nnU-Net plan, stored in the plan itself.
+
+Rule (documented in the README): nnU-Net's downsampling steps `pool_op_kernel_sizes[1:]`
+(padded with 1s to five steps) map onto UNETR++'s five: the patch-embedding stem is the product
+of the first two steps, the three downsamplings are steps three to five, and deeper nnU-Net
+steps are dropped. Thick-slice data, where nnU-Net does not pool along z at first, so gets an
+anisotropic stem such as (1, 4, 4), as in the paper's ACDC and Lung models.
+
+The resulting UNETRPP keyword arguments are written into
+`plans["configurations"][configuration]["unetrpp"]` before nnU-Net's trainer saves the plans
+to the results folder, so inference rebuilds exactly the trained network from that file.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nnunetv2_unetrpp.network_architecture.unetr_pp import stage_grids
+
+PLANS_KEY = "unetrpp"
+
+#: Architecture defaults of the plugin's trainers: the Synapse configuration of the paper
+#: (shared E/F, concatenation fusion, one conv block, attention dropout 0.15) with the corrected
+#: spatial-attention layout (see the README for why).
+DEFAULT_ARCHITECTURE = dict(
+    feature_size=16, dims=[32, 64, 128, 256], depths=[3, 3, 3, 3], decoder_depth=3, num_heads=4,
+    proj_sizes=[64, 64, 64, 32], decoder_proj_size=64, attn_drop=0.15, num_conv_blocks=1,
+    share_kv_projection=True, projection_bias=True, fusion="concat", spatial_layout="corrected",
+)
+
+
+def strides_from_pooling(pool_op_kernel_sizes: list[list[int]]) -> tuple[list[int], list[list[int]]]:
+    """(stem_stride, three downsampling strides) from nnU-Net's pooling steps (see module doc)."""
+    first, *steps = [np.asarray(p, dtype=int) for p in pool_op_kernel_sizes]
+    ones = np.ones_like(first)
+    steps = (steps + [ones] * 5)[:5]
+    stem = first * steps[0] * steps[1]
+    return stem.tolist(), [s.tolist() for s in steps[2:]]
+
+
+def fit_patch_size(patch_size: list[int], total_stride: list[int]) -> list[int]:
+    """Nearest smaller multiple of the total stride per axis, never fewer than one token."""
+    return [max(t, (p // t) * t) for p, t in zip(patch_size, total_stride)]
+
+
+def prepare_configuration(plans: dict, configuration: str, overrides: dict | None = None) -> list[str]:
+    """Write the UNETR++ architecture (and, if needed, a fitting patch size) into `plans`.
+
+    `overrides` may fix `patch_size`, `stem_stride`, `strides` or any UNETRPP keyword. Returns
+    human-readable notes on what was changed, for the training log. Raises ValueError for
+    configurations UNETR++ cannot serve.
+    """
+    if configuration not in plans.get("configurations", {}):
+        raise ValueError(
+            f"configuration {configuration!r} is not in the plans (available: {sorted(plans.get('configurations', {}))})"
+        )
+    own = plans["configurations"][configuration]
+    resolved = _resolved_configuration(plans, configuration)
+    overrides = dict(overrides or {})
+    patch = list(overrides.pop("patch_size", resolved["patch_size"]))
+    if len(patch) not in (2, 3):
+        raise ValueError(f"UNETR++ supports 2D and 3D configurations; {configuration!r} has patch size {patch}")
+    stem, strides = strides_from_pooling(resolved["pool_op_kernel_sizes"])
+    stem = list(overrides.pop("stem_stride", stem))
+    strides = [list(s) for s in overrides.pop("strides", strides)]
+    if len(stem) != len(patch) or any(len(s) != len(patch) for s in strides):
+        raise ValueError(f"stem/strides {stem}, {strides} do not match the {len(patch)}D patch size {patch}")
+
+    notes = []
+    total = (np.array(stem) * np.prod(np.array(strides), axis=0)).tolist()
+    fitted = fit_patch_size(patch, total)
+    if fitted != list(resolved["patch_size"]):
+        notes.append(
+            f"UNETR++: patch size {list(resolved['patch_size'])} of the plans changed to {fitted} (the network needs "
+            f"every axis to be a multiple of its total stride {total}: stem {stem}, downsamplings {strides}). "
+            "The results folder's plans.json holds the new patch size; inference uses it."
+        )
+    own["patch_size"] = fitted
+    arch = {**DEFAULT_ARCHITECTURE, **overrides, "stem_stride": stem, "strides": strides}
+    grids = stage_grids(fitted, stem, strides)
+    own[PLANS_KEY] = arch
+    notes.append(f"UNETR++: patch {fitted}, stem {stem}, downsamplings {strides}, token grids {grids}")
+    return notes
+
+
+def _resolved_configuration(plans: dict, configuration: str) -> dict:
+    """The configuration with nnU-Net's `inherits_from` chain applied."""
+    own = plans["configurations"][configuration]
+    parent = own.get("inherits_from")
+    return {**(_resolved_configuration(plans, parent) if parent else {}), **own}
+
+
+def architecture_from_configuration(configuration: dict) -> dict:
+    """UNETRPP keyword arguments of a (resolved) configuration; derived if the plans lack them."""
+    if PLANS_KEY in configuration:
+        return dict(configuration[PLANS_KEY])
+    stem, strides = strides_from_pooling(configuration["pool_op_kernel_sizes"])
+    return {**DEFAULT_ARCHITECTURE, "stem_stride": stem, "strides": strides}
