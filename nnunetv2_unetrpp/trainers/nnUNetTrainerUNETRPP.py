@@ -50,14 +50,14 @@ class nnUNetTrainerUNETRPP(nnUNetTrainer):
             num_input_channels, num_output_channels, patch_size,
             conv_op=nn.Conv3d if len(patch_size) == 3 else nn.Conv2d,
             deep_supervision=enable_deep_supervision,
-            **architecture_from_configuration(configuration_manager.configuration),
+            **architecture_from_configuration(configuration_manager),
         )
 
     def _get_deep_supervision_scales(self):
         """Exactly the network's output scales (nnU-Net's default assumes one per pooling stage)."""
         if not self.enable_deep_supervision:
             return None
-        arch = architecture_from_configuration(self.configuration_manager.configuration)
+        arch = architecture_from_configuration(self.configuration_manager)
         stem, first = arch["stem_stride"], arch["strides"][0]
         return [[1.0] * len(stem), [1 / s for s in stem], [1 / (s * f) for s, f in zip(stem, first)]]
 

@@ -13,6 +13,7 @@ to the results folder, so inference rebuilds exactly the trained network from th
 from __future__ import annotations
 
 import numpy as np
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 from nnunetv2_unetrpp.network_architecture.unetr_pp import stage_grids
 
@@ -49,17 +50,18 @@ def prepare_configuration(plans: dict, configuration: str, overrides: dict | Non
     human-readable notes on what was changed, for the training log. Raises ValueError for
     configurations UNETR++ cannot serve.
     """
-    if configuration not in plans.get("configurations", {}):
-        raise ValueError(
-            f"configuration {configuration!r} is not in the plans (available: {sorted(plans.get('configurations', {}))})"
-        )
+    resolved = PlansManager(plans).get_configuration(configuration)  # inheritance, old plan formats
     own = plans["configurations"][configuration]
-    resolved = _resolved_configuration(plans, configuration)
     overrides = dict(overrides or {})
-    patch = list(overrides.pop("patch_size", resolved["patch_size"]))
+    patch = list(overrides.pop("patch_size", resolved.patch_size))
     if len(patch) not in (2, 3):
         raise ValueError(f"UNETR++ supports 2D and 3D configurations; {configuration!r} has patch size {patch}")
-    stem, strides = strides_from_pooling(resolved["pool_op_kernel_sizes"])
+    if len(patch) != len(resolved.patch_size):
+        raise ValueError(
+            f"configuration {configuration!r} is {len(resolved.patch_size)}D but this UNETR++ variant needs a "
+            f"{len(patch)}D patch {patch}: train it on a {len(patch)}d configuration"
+        )
+    stem, strides = strides_from_pooling(resolved.pool_op_kernel_sizes)
     stem = list(overrides.pop("stem_stride", stem))
     strides = [list(s) for s in overrides.pop("strides", strides)]
     if len(stem) != len(patch) or any(len(s) != len(patch) for s in strides):
@@ -68,9 +70,9 @@ def prepare_configuration(plans: dict, configuration: str, overrides: dict | Non
     notes = []
     total = (np.array(stem) * np.prod(np.array(strides), axis=0)).tolist()
     fitted = fit_patch_size(patch, total)
-    if fitted != list(resolved["patch_size"]):
+    if fitted != list(resolved.patch_size):
         notes.append(
-            f"UNETR++: patch size {list(resolved['patch_size'])} of the plans changed to {fitted} (the network needs "
+            f"UNETR++: patch size {list(resolved.patch_size)} of the plans changed to {fitted} (the network needs "
             f"every axis to be a multiple of its total stride {total}: stem {stem}, downsamplings {strides}). "
             "The results folder's plans.json holds the new patch size; inference uses it."
         )
@@ -82,16 +84,9 @@ def prepare_configuration(plans: dict, configuration: str, overrides: dict | Non
     return notes
 
 
-def _resolved_configuration(plans: dict, configuration: str) -> dict:
-    """The configuration with nnU-Net's `inherits_from` chain applied."""
-    own = plans["configurations"][configuration]
-    parent = own.get("inherits_from")
-    return {**(_resolved_configuration(plans, parent) if parent else {}), **own}
-
-
-def architecture_from_configuration(configuration: dict) -> dict:
-    """UNETRPP keyword arguments of a (resolved) configuration; derived if the plans lack them."""
-    if PLANS_KEY in configuration:
-        return dict(configuration[PLANS_KEY])
-    stem, strides = strides_from_pooling(configuration["pool_op_kernel_sizes"])
+def architecture_from_configuration(configuration: ConfigurationManager) -> dict:
+    """UNETRPP keyword arguments of a configuration; derived by the rule if the plans lack them."""
+    if PLANS_KEY in configuration.configuration:
+        return dict(configuration.configuration[PLANS_KEY])
+    stem, strides = strides_from_pooling(configuration.pool_op_kernel_sizes)
     return {**DEFAULT_ARCHITECTURE, "stem_stride": stem, "strides": strides}

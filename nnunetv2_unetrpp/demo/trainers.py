@@ -1,0 +1,67 @@
+"""The demo's trainer module: UNETR++ and stock nnU-Net with one matched, configurable budget.
+
+nnU-Net can only pick trainers by class name, so the demo writes a module with both classes, the
+budget baked in, into its output folder and lists that folder in nnUNet_extTrainer. Keeping the
+file in the run's folder documents exactly what was trained.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+UNETRPP_TRAINER = "nnUNetTrainerUNETRPP_demo"
+NNUNET_TRAINER = "nnUNetTrainer_demo"
+MODULE_NAME = "demo_trainers"
+
+_TEMPLATE = '''"""Trainers of one nnUNetv2_unetrpp_demo run (generated file): UNETR++ and stock nnU-Net with the
+same budget. nnU-Net finds them through nnUNet_extTrainer."""
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP
+
+NUM_EPOCHS = {epochs}
+NUM_ITERATIONS_PER_EPOCH = {iterations}
+NUM_VAL_ITERATIONS_PER_EPOCH = {val_iterations}
+
+
+class {unetrpp}(nnUNetTrainerUNETRPP):
+    """UNETR++ (nnU-Net recipe) with the demo budget."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = NUM_EPOCHS
+        self.num_iterations_per_epoch = NUM_ITERATIONS_PER_EPOCH
+        self.num_val_iterations_per_epoch = NUM_VAL_ITERATIONS_PER_EPOCH
+
+
+class {nnunet}(nnUNetTrainer):
+    """Stock nnU-Net with the demo budget."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = NUM_EPOCHS
+        self.num_iterations_per_epoch = NUM_ITERATIONS_PER_EPOCH
+        self.num_val_iterations_per_epoch = NUM_VAL_ITERATIONS_PER_EPOCH
+'''
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training budget shared by both trainers."""
+
+    epochs: int
+    iterations: int
+    val_iterations: int
+
+
+def write_trainer_module(folder: Path, budget: Budget) -> Path:
+    """Write the demo trainers with `budget` into `folder`; returns the module file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{MODULE_NAME}.py"
+    path.write_text(_TEMPLATE.format(epochs=budget.epochs, iterations=budget.iterations,
+                                     val_iterations=budget.val_iterations, unetrpp=UNETRPP_TRAINER,
+                                     nnunet=NNUNET_TRAINER))
+    return path

@@ -1,0 +1,180 @@
+"""The real nnUNetv2_* commands on a tiny generated dataset (2 channels, anisotropic spacing,
+non-trivial origin and direction): plan, preprocess, train (3d_fullres and 2d), resume,
+predict, evaluate, ensemble with stock nnU-Net, find_best_configuration; and a learning run."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from nnunet_helpers import make_toy_dataset, nnunet_env, read_geometry, run
+
+DATASET = 501
+NAME = "Dataset501_Toy"
+
+TEST_TRAINERS = textwrap.dedent('''
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP
+
+
+    class nnUNetTrainer_toysmoke(nnUNetTrainer):
+        """Stock nnU-Net with the budget of nnUNetTrainerUNETRPP_smoke."""
+        def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                     device: torch.device = torch.device("cuda")):
+            super().__init__(plans, configuration, fold, dataset_json, device)
+            self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 2, 5, 2
+
+
+    class nnUNetTrainerUNETRPP_toylearn(nnUNetTrainerUNETRPP):
+        """A short real training: 6 epochs x 10 iterations."""
+        def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                     device: torch.device = torch.device("cuda")):
+            super().__init__(plans, configuration, fold, dataset_json, device)
+            self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 6, 10, 2
+''')
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nnunet")
+    make_toy_dataset(root / "raw", DATASET)
+    trainers = root / "test_trainers"
+    trainers.mkdir()
+    (trainers / "toy_trainers.py").write_text(TEST_TRAINERS)
+    env = nnunet_env(root, (trainers,))
+    run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET), "-c", "3d_fullres", "2d",
+         "--verify_dataset_integrity", "-np", "1", "-npfp", "1"], env)
+    return root, env
+
+
+def model_folder(root: Path, trainer: str, configuration: str) -> Path:
+    return root / "results" / NAME / f"{trainer}__nnUNetPlans__{configuration}"
+
+
+def train(env, configuration: str, trainer: str, *extra: str):
+    return run(["nnUNetv2_train", str(DATASET), configuration, "0", "-tr", trainer, "-device", "cpu", *extra], env)
+
+
+@pytest.fixture(scope="module")
+def trained(workspace):
+    root, env = workspace
+    for configuration in ("3d_fullres", "2d"):
+        train(env, configuration, "nnUNetTrainerUNETRPP_smoke", "--npz")
+    train(env, "3d_fullres", "nnUNetTrainer_toysmoke", "--npz")
+    return root, env
+
+
+@pytest.mark.parametrize("configuration", ["3d_fullres", "2d"])
+def test_training_records_the_geometry_it_trained(trained, configuration):
+    root, _ = trained
+    folder = model_folder(root, "nnUNetTrainerUNETRPP_smoke", configuration)
+    plans = json.loads((folder / "plans.json").read_text())["configurations"][configuration]
+    arch = plans["unetrpp"]
+    assert len(arch["stem_stride"]) == len(plans["patch_size"]) == (3 if configuration == "3d_fullres" else 2)
+    checkpoint = torch.load(folder / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["trainer_name"] == "nnUNetTrainerUNETRPP_smoke" and checkpoint["current_epoch"] == 2
+    pos = checkpoint["network_weights"]["encoder.stages.0.0.pos_embed"]
+    grid0 = [p // s for p, s in zip(plans["patch_size"], arch["stem_stride"])]
+    assert pos.shape[1] == int(np.prod(grid0))
+    summary = json.loads((folder / "fold_0" / "validation" / "summary.json").read_text())
+    assert set(summary["mean"]) == {"1", "2"}
+    log = next((folder / "fold_0").glob("training_log_*.txt")).read_text()
+    assert "UNETR++: patch" in log
+
+
+def test_anisotropic_plan_gets_an_anisotropic_stem(trained):
+    root, _ = trained
+    plans = json.loads((model_folder(root, "nnUNetTrainerUNETRPP_smoke", "3d_fullres") / "plans.json").read_text())
+    arch = plans["configurations"]["3d_fullres"]["unetrpp"]
+    assert arch["stem_stride"][0] < arch["stem_stride"][1] == arch["stem_stride"][2]
+
+
+def test_resume_continues_from_the_latest_checkpoint(trained):
+    root, env = trained
+    fold = model_folder(root, "nnUNetTrainerUNETRPP_smoke", "3d_fullres") / "fold_0"
+    checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    checkpoint["current_epoch"] = 1  # as if interrupted after the first epoch
+    torch.save(checkpoint, fold / "checkpoint_latest.pth")
+    (fold / "checkpoint_final.pth").rename(fold / "checkpoint_final_first_run.pth")
+    logs_before = set(fold.glob("training_log_*.txt"))
+    train(env, "3d_fullres", "nnUNetTrainerUNETRPP_smoke", "--c", "--npz")
+    new_log = (set(fold.glob("training_log_*.txt")) - logs_before).pop().read_text()
+    assert "Epoch 1" in new_log and "Epoch 0\n" not in new_log
+    resumed = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert resumed["current_epoch"] == 2
+
+
+def test_predict_keeps_geometry_and_evaluates(trained, tmp_path):
+    root, env = trained
+    images = root / "raw" / NAME / "imagesTs"
+    out = tmp_path / "pred"
+    run(["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", str(DATASET), "-c", "3d_fullres", "-f", "0",
+         "-tr", "nnUNetTrainerUNETRPP_smoke", "-device", "cpu", "--disable_progress_bar"], env)
+    cases = sorted(p.name.replace("_0000.nii.gz", "") for p in images.glob("*_0000.nii.gz"))
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == [c + ".nii.gz" for c in cases]
+    for case in cases:
+        assert read_geometry(out / f"{case}.nii.gz") == read_geometry(images / f"{case}_0000.nii.gz")
+        values = np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{case}.nii.gz"))))
+        assert set(values.tolist()) <= {0, 1, 2}
+    folder = model_folder(root, "nnUNetTrainerUNETRPP_smoke", "3d_fullres")
+    run(["nnUNetv2_evaluate_folder", str(root / "raw" / NAME / "labelsTs"), str(out),
+         "-djfile", str(folder / "dataset.json"), "-pfile", str(folder / "plans.json")], env)
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["metric_per_case"]) == len(cases)
+
+
+def test_ensemble_of_unetrpp_and_stock_nnunet(trained, tmp_path):
+    root, env = trained
+    images = root / "raw" / NAME / "imagesTs"
+    outputs = []
+    for trainer in ("nnUNetTrainerUNETRPP_smoke", "nnUNetTrainer_toysmoke"):
+        out = tmp_path / trainer
+        run(["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", str(DATASET), "-c", "3d_fullres", "-f", "0",
+             "-tr", trainer, "-device", "cpu", "--save_probabilities", "--disable_tta", "--disable_progress_bar"], env)
+        outputs.append(str(out))
+    run(["nnUNetv2_ensemble", "-i", *outputs, "-o", str(tmp_path / "ensemble"), "-np", "1"], env)
+    for case in images.glob("*_0000.nii.gz"):
+        name = case.name.replace("_0000.nii.gz", ".nii.gz")
+        assert read_geometry(tmp_path / "ensemble" / name) == read_geometry(case)
+
+
+def test_find_best_configuration_with_unetrpp(trained):
+    root, env = trained
+    run(["nnUNetv2_find_best_configuration", str(DATASET), "-c", "3d_fullres", "2d",
+         "-tr", "nnUNetTrainerUNETRPP_smoke", "-f", "0", "-np", "1"], env)
+    info = json.loads((root / "results" / NAME / "inference_information.json").read_text())
+    assert info["best_model_or_ensemble"]["selected_model_or_models"]
+    assert all(m["trainer"] == "nnUNetTrainerUNETRPP_smoke" for m in info["best_model_or_ensemble"]["selected_model_or_models"])
+    assert "nnUNetTrainerUNETRPP_smoke" in (root / "results" / NAME / "inference_instructions.txt").read_text()
+
+
+def test_short_training_learns_the_toy_task(workspace):
+    """A real, if short, training through the trainer: 60 iterations on CPU reach Dice >= 0.8."""
+    root, env = workspace
+    train(env, "3d_fullres", "nnUNetTrainerUNETRPP_toylearn")
+    summary = json.loads((model_folder(root, "nnUNetTrainerUNETRPP_toylearn", "3d_fullres")
+                          / "fold_0" / "validation" / "summary.json").read_text())
+    assert summary["foreground_mean"]["Dice"] >= 0.8, summary["mean"]
+
+
+def test_missing_ext_trainer_variable_is_explained(workspace):
+    _, env = workspace
+    env = {k: v for k, v in env.items() if k != "nnUNet_extTrainer"}
+    with pytest.raises(AssertionError, match="nnUNet_extTrainer"):
+        train(env, "3d_fullres", "nnUNetTrainerUNETRPP_smoke")
+    with pytest.raises(AssertionError, match=r"eval \"\$\(nnUNetv2_unetrpp_env\)\""):
+        run(["nnUNetv2_unetrpp_env", "--check"], env)
+
+
+def test_ext_trainer_pointing_at_the_package_source_is_explained(workspace):
+    _, env = workspace
+    import nnunetv2_unetrpp
+    env = {**env, "nnUNet_extTrainer": str(Path(nnunetv2_unetrpp.__file__).parent / "trainers")}
+    with pytest.raises(AssertionError, match="points at the package source"):
+        train(env, "3d_fullres", "nnUNetTrainerUNETRPP_smoke")

@@ -1,0 +1,192 @@
+"""Trainer mechanics in-process: geometry from plans, deep-supervision scales and weights,
+regions and the ignore label, and the errors users can run into."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from nnunetv2_unetrpp.compat import check_nnunet_version
+from nnunetv2_unetrpp.network_architecture import build_official_variant, convert_official_state_dict
+from nnunetv2_unetrpp.trainers import (
+    DEEP_SUPERVISION_WEIGHTS,
+    nnUNetTrainerUNETRPP,
+    nnUNetTrainerUNETRPP_SynapseGeometry,
+    nnUNetTrainerUNETRPPNoDeepSupervision,
+)
+from nnunetv2_unetrpp.trainers.plans_geometry import prepare_configuration, strides_from_pooling
+
+
+def plans_with(patch_size, strides, dataset_name="Dataset777_Unit"):
+    dim = len(patch_size)
+    conv = "torch.nn.modules.conv.Conv3d" if dim == 3 else "torch.nn.modules.conv.Conv2d"
+    norm = "torch.nn.modules.instancenorm.InstanceNorm3d" if dim == 3 else "torch.nn.modules.instancenorm.InstanceNorm2d"
+    n = len(strides)
+    config = {
+        "data_identifier": "nnUNetPlans_cfg", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+        "patch_size": list(patch_size), "median_image_size_in_voxels": list(patch_size), "spacing": [1.0] * dim,
+        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False], "batch_dice": False,
+        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
+        "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {}, "resampling_fn_probabilities":
+        "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
+        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                         "arch_kwargs": {"n_stages": n, "features_per_stage": [8] * n, "conv_op": conv,
+                                         "kernel_sizes": [[3] * dim] * n, "strides": [list(s) for s in strides],
+                                         "n_conv_per_stage": [1] * n, "n_conv_per_stage_decoder": [1] * (n - 1),
+                                         "conv_bias": True, "norm_op": norm, "norm_op_kwargs": {"eps": 1e-5},
+                                         "dropout_op": None, "dropout_op_kwargs": None,
+                                         "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
+                         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
+    }
+    return {
+        "dataset_name": dataset_name, "plans_name": "nnUNetPlans", "original_median_spacing_after_transp": [1.0] * dim,
+        "original_median_shape_after_transp": list(patch_size), "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": list(range(dim)), "transpose_backward": list(range(dim)),
+        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+        "configurations": {"cfg": config, "cascade": {"inherits_from": "cfg", "previous_stage": "cfg"}},
+        "foreground_intensity_properties_per_channel": {}, "continue_training": False,
+    }
+
+
+def make_trainer(cls, plans, dataset_json, configuration="cfg", tmp_path=None):
+    return cls(plans, configuration, 0, dataset_json, torch.device("cpu"))
+
+
+LABELS = {"channel_names": {"0": "CT", "1": "T1"}, "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 2,
+          "file_ending": ".nii.gz"}
+
+
+@pytest.fixture(autouse=True)
+def nnunet_folders(tmp_path, monkeypatch):
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(var, str(tmp_path / var))
+    data = tmp_path / "nnUNet_preprocessed" / "Dataset777_Unit" / "nnUNetPlans_cfg"
+    data.mkdir(parents=True)
+    (data / "case.b2nd").touch()  # initialize() infers the dataset class from the file endings
+
+
+def test_stem_and_strides_from_nnunet_pooling():
+    synapse_like = [[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]
+    assert strides_from_pooling(synapse_like) == ([1, 4, 4], [[2, 2, 2], [2, 2, 2], [2, 2, 2]])
+    isotropic = [[1, 1, 1]] + [[2, 2, 2]] * 5
+    assert strides_from_pooling(isotropic) == ([4, 4, 4], [[2, 2, 2]] * 3)
+    shallow_2d = [[1, 1], [2, 2], [2, 2], [2, 2]]
+    assert strides_from_pooling(shallow_2d) == ([4, 4], [[2, 2], [1, 1], [1, 1]])
+
+
+def test_plans_get_geometry_and_a_fitting_patch_before_nnunet_records_them():
+    plans = plans_with((20, 100, 100), [[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2]])
+    original = copy.deepcopy(plans)
+    notes = prepare_configuration(plans, "cfg")
+    config = plans["configurations"]["cfg"]
+    assert config["unetrpp"]["stem_stride"] == [1, 4, 4]
+    assert config["patch_size"] == [20, 96, 96]  # multiples of the total stride (4, 16, 16), rounded down
+    assert any("changed to [20, 96, 96]" in n for n in notes)
+    assert original["configurations"]["cfg"]["patch_size"] == [20, 100, 100]
+    trainer = make_trainer(nnUNetTrainerUNETRPP, plans, LABELS)
+    assert trainer.configuration_manager.patch_size == [20, 96, 96]
+    assert trainer.my_init_kwargs["plans"]["configurations"]["cfg"]["patch_size"] == [20, 96, 96]
+
+
+def test_tiny_patch_is_grown_to_one_token_never_zero():
+    plans = plans_with((2, 8, 8), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]])
+    prepare_configuration(plans, "cfg", {"stem_stride": [2, 4, 4], "strides": [[2, 2, 2]] * 3})
+    assert plans["configurations"]["cfg"]["patch_size"] == [16, 32, 32]
+
+
+def test_cascade_configuration_inherits_and_gets_its_own_geometry():
+    plans = plans_with((16, 32, 32), [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]])
+    prepare_configuration(plans, "cascade")
+    assert plans["configurations"]["cascade"]["unetrpp"]["stem_stride"] == [4, 4, 4]
+    assert "unetrpp" not in plans["configurations"]["cfg"]
+
+
+@pytest.mark.parametrize("trainer_cls", [nnUNetTrainerUNETRPP, nnUNetTrainerUNETRPPNoDeepSupervision])
+@pytest.mark.parametrize("labels", [
+    {"background": 0, "a": 1, "b": 2},
+    {"background": 0, "whole": [1, 2], "core": 2},  # regions, BraTS style
+    {"background": 0, "a": 1, "b": 2, "ignore": 3},  # ignore label
+], ids=["labels", "regions", "ignore"])
+def test_training_step_with_deep_supervision_at_the_network_scales(trainer_cls, labels):
+    plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]])
+    dataset_json = {**LABELS, "labels": labels}
+    if "whole" in labels:
+        dataset_json["regions_class_order"] = [1, 2]
+    trainer = make_trainer(trainer_cls, plans, dataset_json)
+    trainer.initialize()
+    network = trainer.network
+    assert network.decoder.deep_supervision == trainer.enable_deep_supervision
+    x = torch.randn(2, 2, 8, 32, 32)
+    seg = torch.from_numpy(np.random.default_rng(0).integers(0, 4 if "ignore" in labels else 3, (2, 1, 8, 32, 32)))
+    if trainer.enable_deep_supervision:
+        scales = trainer._get_deep_supervision_scales()
+        assert scales == [[1.0] * 3, [1 / s for s in network.stem_stride],
+                          [1 / (s * t) for s, t in zip(network.stem_stride, network.strides[0])]]
+        assert trainer.loss.weight_factors == DEEP_SUPERVISION_WEIGHTS
+        targets = [torch.nn.functional.interpolate(seg.float(), scale_factor=s, mode="nearest").long() for s in scales]
+        outputs = network(x)
+        assert [o.shape[2:] for o in outputs] == [t.shape[2:] for t in targets]
+        batch = {"data": x, "target": targets}
+    else:
+        assert trainer._get_deep_supervision_scales() is None
+        batch = {"data": x, "target": seg}
+    if trainer.label_manager.has_regions:  # nnU-Net converts labels to regions in its data loader
+        from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot  # noqa: F401
+        regions = trainer.label_manager.foreground_regions
+        to_regions = lambda t: torch.cat([torch.isin(t, torch.tensor(r if isinstance(r, (list, tuple)) else [r])).long()
+                                          for r in regions], 1)
+        batch["target"] = [to_regions(t) for t in batch["target"]] if isinstance(batch["target"], list) else to_regions(batch["target"])
+    loss = trainer.train_step(batch)["loss"]
+    assert np.isfinite(loss)
+    trainer.set_deep_supervision_enabled(False)
+    assert network.decoder.deep_supervision is False
+
+
+def test_synapse_geometry_variant_accepts_converted_official_weights(fixture_weights):
+    from conftest import load_reference
+    plans = plans_with((32, 64, 64), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]])
+    trainer = make_trainer(nnUNetTrainerUNETRPP_SynapseGeometry, plans, {**LABELS, "channel_names": {"0": "CT"}})
+    assert trainer.configuration_manager.patch_size == [64, 128, 128]
+    network = nnUNetTrainerUNETRPP_SynapseGeometry.build_network_architecture(
+        trainer.plans_manager, trainer.configuration_manager, 1, 14, True)
+    official = convert_official_state_dict(
+        fixture_weights.official_state_dict(load_reference("synapse")), "synapse")
+    network.load_state_dict(official, strict=True)
+    assert network.state_dict().keys() == build_official_variant("synapse").state_dict().keys()
+
+
+def test_synapse_geometry_variant_refuses_a_2d_configuration():
+    plans = plans_with((64, 64), [[1, 1], [2, 2], [2, 2]])
+    with pytest.raises(ValueError, match="is 2D but this UNETR.. variant needs a 3D patch"):
+        make_trainer(nnUNetTrainerUNETRPP_SynapseGeometry, plans, LABELS)
+
+
+def test_unknown_configuration_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="configuration 3d_nope not found in plans"):
+        make_trainer(nnUNetTrainerUNETRPP, plans_with((8, 32, 32), [[1, 1, 1], [2, 2, 2]]), LABELS, "3d_nope")
+
+
+def test_checkpoint_of_another_geometry_is_a_clear_error(tmp_path):
+    plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]])
+    trainer = make_trainer(nnUNetTrainerUNETRPP, plans, LABELS)
+    trainer.initialize()
+    other = plans_with((16, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]])
+    other_trainer = make_trainer(nnUNetTrainerUNETRPP, other, LABELS)
+    other_trainer.initialize()
+    checkpoint = {"network_weights": other_trainer.network.state_dict(), "init_args": {}, "current_epoch": 3,
+                  "logging": trainer.logger.get_checkpoint(), "_best_ema": None,
+                  "optimizer_state": other_trainer.optimizer.state_dict(), "grad_scaler_state": None}
+    torch.save(checkpoint, tmp_path / "checkpoint_latest.pth")
+    with pytest.raises(ValueError, match=r"do not fit this UNETR\+\+.*built for patch \(8, 32, 32\)"):
+        trainer.load_checkpoint(str(tmp_path / "checkpoint_latest.pth"))
+
+
+@pytest.mark.parametrize("installed", ["2.6.4", "2.9.0", "3.0"])
+def test_unsupported_nnunet_versions_are_refused(installed):
+    with pytest.raises(RuntimeError, match=f"but {installed} is installed"):
+        check_nnunet_version(installed)
+    assert check_nnunet_version("2.8.1") == "2.8.1" and check_nnunet_version("2.7.0") == "2.7.0"
