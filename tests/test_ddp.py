@@ -1,0 +1,56 @@
+"""DistributedDataParallel (as nnU-Net wraps the network: no find_unused_parameters) over two CPU
+processes with gloo: a training step with deep supervision on and off has no unused parameter."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from nnunetv2_unetrpp.network_architecture import UNETRPP
+from nnunetv2_unetrpp.trainers import DEEP_SUPERVISION_WEIGHTS
+
+TINY = dict(feature_size=8, dims=(8, 16, 16, 32), depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2,
+            proj_sizes=(8, 8, 8, 4), decoder_proj_size=8, stem_stride=(2, 4, 4))
+
+
+def _step(rank: int, world_size: int, port: int, deep_supervision: bool, results) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(0)
+        model = DDP(UNETRPP(1, 3, (16, 32, 32), deep_supervision=deep_supervision, **TINY))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        torch.manual_seed(rank)
+        x = torch.randn(2, 1, 16, 32, 32)
+        for _ in range(2):  # DDP reports unused parameters on the iteration after they were skipped
+            out = model(x)
+            if deep_supervision:
+                loss = DeepSupervisionWrapper(lambda o, t: (o - t).square().mean(), DEEP_SUPERVISION_WEIGHTS)(
+                    out, [torch.zeros_like(o) for o in out])
+            else:
+                loss = out.square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        results[rank] = torch.cat([p.detach().flatten() for p in model.parameters()]).sum().item()
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("deep_supervision", [True, False])
+def test_ddp_training_step_on_two_cpu_processes(deep_supervision):
+    results = mp.Manager().dict()
+    mp.spawn(_step, args=(2, _free_port(), deep_supervision, results), nprocs=2, join=True)
+    assert len(results) == 2 and results[0] == pytest.approx(results[1], rel=1e-6)  # replicas stay in sync
