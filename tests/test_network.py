@@ -158,3 +158,17 @@ def test_invalid_configuration_errors():
         UNETRPP(1, 2, (32, 32, 32), spatial_layout="transposed")
     with pytest.raises(ValueError, match="need 3 entries"):
         UNETRPP(1, 2, (32, 32, 32), stem_stride=(4, 4))
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fast", "reference"])
+def test_attention_dropout_is_unbiased_and_drops_at_rate_p(fused):
+    epa = EPA(num_tokens=64, channels=16, proj_size=8, num_heads=2, attn_drop=0.3, fusion="sum")
+    epa.fused = fused
+    x = torch.randn(1, 64, 16)
+    with torch.no_grad():
+        expected = epa.eval()(x)
+        epa.train()
+        samples = torch.stack([epa(x) for _ in range(400)])
+    assert not torch.allclose(samples[0], samples[1])  # dropout is active in training
+    error = (samples.mean(0) - expected).norm() / expected.norm()
+    assert error < 0.05, f"mean over 400 dropout draws deviates by {error:.3f}"

@@ -180,13 +180,17 @@ class EPA(nn.Module):
         # Spatial branch: q_hat^T k_p = q^T (diag(1/|q|) k_p); fold 1/|q| and t2 into the p keys.
         k_projected = self.k_proj(k) * (inv_q * self.temperature2).to(q.dtype)  # (B, h, d, p)
         v_projected = self._project_values(v_spatial)
-        x_spatial = F.scaled_dot_product_attention(
-            q.transpose(-2, -1),
-            k_projected.transpose(-2, -1),
-            v_projected.transpose(-2, -1),
-            dropout_p=self.attn_drop if self.training else 0.0,
-            scale=1.0,
-        )  # (B, h, N, d)
+        query, key, value = q.transpose(-2, -1), k_projected.transpose(-2, -1), v_projected.transpose(-2, -1)
+        dropout_p = self.attn_drop if self.training else 0.0
+        if dropout_p > 0 and q.device.type == "cpu":
+            # PyTorch's CPU SDPA with dropout takes a generic path that was 4x slower forward+backward
+            # than this explicit one (stage 1 of the Synapse model, 2 threads); CUDA kernels are fine.
+            attn = torch.matmul(query, key.transpose(-2, -1)).softmax(dim=-1)
+            keep = torch.rand_like(attn) >= dropout_p
+            x_spatial = torch.matmul(attn * keep, value / (1 - dropout_p))
+        else:
+            x_spatial = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, scale=1.0)
+        # x_spatial: (B, h, N, d)
         if self.spatial_layout == "official":
             # tokens = reshape of the (B, d, h, N) buffer; its transpose is the channel-major view
             x_spatial = x_spatial.permute(0, 3, 1, 2).reshape(B, N, C).transpose(1, 2)

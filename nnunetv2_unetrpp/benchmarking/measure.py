@@ -1,0 +1,118 @@
+"""Measure one network in a fresh child process: parameters, FLOPs, forward / training-step time,
+peak memory.
+
+A child per measurement keeps timings independent and makes peak memory observable on CPU,
+where PyTorch keeps no allocator statistics: there we report the growth of the process's peak
+resident set size (ru_maxrss) over its size before the first step. On CUDA we report
+torch.cuda.max_memory_allocated.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass
+class Measurement:
+    name: str
+    parameters: int
+    gflops_forward: float  # FlopCounterMode: 2 per multiply-add
+    forward_s: float | None = None
+    train_step_s: float | None = None
+    peak_memory_mb: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _loss(output) -> torch.Tensor:
+    outputs = output if isinstance(output, (list, tuple)) else [output]
+    return sum(o.float().square().mean() for o in outputs)
+
+
+def _time(fn: Callable[[], None], repeats: int, sync: Callable[[], None]) -> float:
+    fn()  # warm-up (oneDNN primitive creation, cuDNN autotuning, compilation)
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _child(name, factory, kwargs, input_shape, mode, device, repeats, threads, amp, compile_, queue):
+    try:
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        dev = torch.device(device)
+        network = factory(**kwargs).to(dev)
+        x = torch.randn(input_shape, device=dev)
+        params = sum(p.numel() for p in network.parameters())
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            network.eval()(x[:1])
+        gflops = counter.get_total_flops() / 1e9 * input_shape[0]
+        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+        autocast = torch.autocast(dev.type, dtype=torch.float16) if amp and dev.type == "cuda" else nullcontext()
+        run_network = torch.compile(network) if compile_ else network
+        result = Measurement(name, params, gflops)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        base_rss = _rss_mb()
+        if mode == "forward":
+            network.eval()
+
+            def step():
+                with torch.no_grad(), autocast:
+                    run_network(x)
+            result.forward_s = _time(step, repeats, sync)
+        else:
+            network.train()
+            optimizer = torch.optim.SGD(network.parameters(), lr=1e-4, momentum=0.99, nesterov=True)
+            scaler = torch.amp.GradScaler(dev.type, enabled=amp and dev.type == "cuda")
+
+            def step():
+                optimizer.zero_grad(set_to_none=True)
+                with autocast:
+                    loss = _loss(run_network(x))
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            result.train_step_s = _time(step, repeats, sync)
+        if dev.type == "cuda":
+            result.peak_memory_mb = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            result.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss
+        queue.put(("ok", result.as_dict()))
+    except Exception as e:  # reported by the parent with the network's name
+        queue.put(("error", f"{type(e).__name__}: {e}"))
+
+
+def measure(name: str, factory: Callable[..., torch.nn.Module], kwargs: dict, input_shape: tuple[int, ...],
+            mode: str, device: str = "cpu", repeats: int = 3, threads: int = 2, amp: bool = False,
+            compile_: bool = False) -> Measurement:
+    """Build `factory(**kwargs)` in a child process and time `mode` ("forward" or "train")."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(name, factory, kwargs, input_shape, mode, device, repeats, threads, amp,
+                                            compile_, queue))
+    proc.start()
+    status, payload = queue.get()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"measuring {name} ({mode}) failed: {payload}")
+    return Measurement(**payload)

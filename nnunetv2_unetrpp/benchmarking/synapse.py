@@ -1,0 +1,89 @@
+"""UNETR++ at the paper's Synapse configuration against stock nnU-Net's PlainConvUNet, one run.
+
+    python -m nnunetv2_unetrpp.benchmarking.synapse [--device cpu|cuda] [--threads 2] [--repeats 3]
+
+Input 1x1x64x128x128, 14 classes. PlainConvUNet: 6 stages, features 32-320, strides
+[1,1,1],[1,2,2],[2,2,2],[2,2,2],[2,2,2],[1,2,2], deep supervision. "UNETR++ (reference
+attention)" runs the readable attention path, which computes as the authors' code does; it
+stands in for the official implementation, which is not a dependency.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from dynamic_network_architectures.architectures.unet import PlainConvUNet
+from torch import nn
+
+from nnunetv2_unetrpp.benchmarking.measure import Measurement, measure
+from nnunetv2_unetrpp.network_architecture import build_official_variant
+
+INPUT = (1, 1, 64, 128, 128)
+
+
+def plain_conv_unet() -> nn.Module:
+    return PlainConvUNet(
+        1, 6, (32, 64, 128, 256, 320, 320), nn.Conv3d, 3,
+        [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]], 2, 14, 2, True,
+        nn.InstanceNorm3d, {"eps": 1e-5, "affine": True}, None, None, nn.LeakyReLU, {"inplace": True},
+        deep_supervision=True,
+    )
+
+
+def unetrpp_synapse(fused: bool = True) -> nn.Module:
+    model = build_official_variant("synapse")
+    model.set_fused_attention(fused)
+    return model
+
+
+NETWORKS = {
+    "nnU-Net PlainConvUNet": (plain_conv_unet, {}),
+    "UNETR++": (unetrpp_synapse, {"fused": True}),
+    "UNETR++ (reference attention)": (unetrpp_synapse, {"fused": False}),
+}
+
+
+def run(device: str = "cpu", threads: int = 2, repeats: int = 3, amp: bool = False, compile_: bool = False,
+        input_shape: tuple[int, ...] = INPUT) -> dict[str, dict]:
+    results = {}
+    for name, (factory, kwargs) in NETWORKS.items():
+        forward = measure(name, factory, kwargs, input_shape, "forward", device, repeats, threads, amp, compile_)
+        train = measure(name, factory, kwargs, input_shape, "train", device, repeats, threads, amp, compile_)
+        results[name] = {**forward.as_dict(), "train_step_s": train.train_step_s,
+                         "forward_peak_memory_mb": forward.peak_memory_mb, "peak_memory_mb": train.peak_memory_mb}
+    return results
+
+
+def table(results: dict[str, dict], baseline: str = "nnU-Net PlainConvUNet") -> str:
+    base = results[baseline]
+    lines = ["| network | params (M) | GFLOPs fwd | forward (s) | fwd+bwd+SGD (s) | train peak mem (MB) | "
+             "forward ratio | train ratio | memory ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['parameters'] / 1e6:.2f} | {r['gflops_forward']:.1f} | {r['forward_s']:.3f} | "
+            f"{r['train_step_s']:.3f} | {r['peak_memory_mb']:.0f} | {r['forward_s'] / base['forward_s']:.3f} | "
+            f"{r['train_step_s'] / base['train_step_s']:.3f} | {r['peak_memory_mb'] / base['peak_memory_mb']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up (median)")
+    parser.add_argument("--amp", action="store_true", help="fp16 autocast with a grad scaler (CUDA)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    parser.add_argument("-o", "--output", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    results = run(args.device, args.threads, args.repeats, args.amp, args.compile)
+    print(table(results))
+    ours, ref = results["UNETR++"], results["UNETR++ (reference attention)"]
+    print(f"\nUNETR++ speed-up over the reference attention path: forward {ref['forward_s'] / ours['forward_s']:.2f}x, "
+          f"fwd+bwd {ref['train_step_s'] / ours['train_step_s']:.2f}x")
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""nnUNetv2_unetrpp_convert_official: file to file, with clear errors that lose nothing."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import load_reference
+from nnunetv2_unetrpp.network_architecture import build_official_variant
+from nnunetv2_unetrpp.network_architecture.official import convert_official_cli
+
+
+@pytest.fixture(scope="module")
+def official_checkpoint(tmp_path_factory, fixture_weights):
+    path = tmp_path_factory.mktemp("official") / "model_final_checkpoint.model"
+    sd = fixture_weights.official_state_dict(load_reference("acdc"))
+    torch.save({"epoch": 1000, "state_dict": {"module." + k: v for k, v in sd.items()},
+                "optimizer_state_dict": {}, "lr_scheduler_state_dict": None, "plot_stuff": None,
+                "best_stuff": None}, path)
+    return path
+
+
+def test_converts_file_to_a_loadable_state_dict(official_checkpoint, tmp_path):
+    out = tmp_path / "acdc_unetrpp.pth"
+    assert convert_official_cli([str(official_checkpoint), str(out), "-v", "acdc"]) == 0
+    saved = torch.load(out, weights_only=False)
+    assert saved["variant"] == "acdc"
+    build_official_variant("acdc").load_state_dict(saved["network_weights"], strict=True)
+
+
+def test_wrong_variant_says_which_variant_it_looks_like(official_checkpoint, tmp_path):
+    before = official_checkpoint.read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from nnunetv2_unetrpp.network_architecture.official import "
+         "convert_official_cli as c; sys.exit(c())", str(official_checkpoint), str(tmp_path / "x.pth"), "-v", "synapse"],
+        capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "looks like the official 'acdc' variant, not 'synapse'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.pth").exists() and official_checkpoint.read_bytes() == before
+
+
+def test_never_overwrites_without_being_asked(official_checkpoint, tmp_path, capsys):
+    out = tmp_path / "existing.pth"
+    out.write_bytes(b"precious")
+    assert convert_official_cli([str(official_checkpoint), str(out), "-v", "acdc"]) == 2
+    assert out.read_bytes() == b"precious" and "--overwrite" in capsys.readouterr().err
+    assert convert_official_cli([str(official_checkpoint), str(official_checkpoint), "-v", "acdc", "--overwrite"]) == 2
+
+
+def test_unreadable_file_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "not_a_checkpoint.model"
+    bad.write_text("hello")
+    assert convert_official_cli([str(bad), str(tmp_path / "o.pth"), "-v", "acdc"]) == 2
+    assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
+    assert convert_official_cli([str(tmp_path / "missing.model"), str(tmp_path / "o.pth"), "-v", "acdc"]) == 2
