@@ -30,6 +30,7 @@ setup(
             "nnUNetv2_unetrpp_env=nnunetv2_unetrpp.env:main",
             "nnUNetv2_unetrpp_compare=nnunetv2_unetrpp.compare.cli:main",
             "nnUNetv2_unetrpp_demo=nnunetv2_unetrpp.demo.cli:main",
+            "nnUNetv2_unetrpp_benchmark=nnunetv2_unetrpp.benchmarking.cli:main",
         ],
     },
 )

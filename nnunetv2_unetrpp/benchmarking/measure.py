@@ -27,6 +27,7 @@ class Measurement:
     gflops_forward: float  # FlopCounterMode: 2 per multiply-add
     forward_s: float | None = None
     train_step_s: float | None = None
+    sliding_window_s: float | None = None
     peak_memory_mb: float | None = None
 
     def as_dict(self) -> dict:
@@ -55,7 +56,28 @@ def _time(fn: Callable[[], None], repeats: int, sync: Callable[[], None]) -> flo
     return statistics.median(times)
 
 
-def _child(name, factory, kwargs, input_shape, mode, device, repeats, threads, amp, compile_, queue):
+def _sliding_window_step(network, predictor_config: dict, device: torch.device):
+    """nnU-Net's own sliding-window inference (step 0.5, Gaussian weighting, mirroring) on a
+    random case of `predictor_config["image_shape"]` (channels first)."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans_manager = PlansManager(predictor_config["plans"])
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=predictor_config["mirroring"],
+                                perform_everything_on_device=device.type == "cuda", device=device, verbose=False,
+                                allow_tqdm=False)
+    configuration = plans_manager.get_configuration(predictor_config["configuration"])
+    axes = tuple(range(len(configuration.patch_size)))
+    predictor.manual_initialization(network, plans_manager, configuration, None, predictor_config["dataset_json"],
+                                    type(network).__name__, axes)
+    image = torch.randn(predictor_config["image_shape"])
+
+    def step():
+        predictor.predict_sliding_window_return_logits(image)
+    return step
+
+
+def _child(name, factory, kwargs, input_shape, mode, device, repeats, threads, amp, compile_, predictor_config, queue):
     try:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
@@ -73,7 +95,15 @@ def _child(name, factory, kwargs, input_shape, mode, device, repeats, threads, a
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         base_rss = _rss_mb()
-        if mode == "forward":
+        if mode == "sliding_window":
+            network.eval()
+            if hasattr(network, "deep_supervision"):
+                network.deep_supervision = False
+            if hasattr(network, "decoder") and hasattr(network.decoder, "deep_supervision"):
+                network.decoder.deep_supervision = False
+            step = _sliding_window_step(run_network, predictor_config, dev)
+            result.sliding_window_s = _time(step, repeats, sync)
+        elif mode == "forward":
             network.eval()
 
             def step():
@@ -104,12 +134,14 @@ def _child(name, factory, kwargs, input_shape, mode, device, repeats, threads, a
 
 def measure(name: str, factory: Callable[..., torch.nn.Module], kwargs: dict, input_shape: tuple[int, ...],
             mode: str, device: str = "cpu", repeats: int = 3, threads: int = 2, amp: bool = False,
-            compile_: bool = False) -> Measurement:
-    """Build `factory(**kwargs)` in a child process and time `mode` ("forward" or "train")."""
+            compile_: bool = False, predictor_config: dict | None = None) -> Measurement:
+    """Build `factory(**kwargs)` in a child process and time `mode`: "forward" (no grad), "train"
+    (forward, backward, SGD step) or "sliding_window" (needs `predictor_config`: plans,
+    dataset_json, configuration, image_shape, mirroring)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(name, factory, kwargs, input_shape, mode, device, repeats, threads, amp,
-                                            compile_, queue))
+                                            compile_, predictor_config, queue))
     proc.start()
     status, payload = queue.get()
     proc.join()

@@ -1,0 +1,172 @@
+"""nnUNetv2_unetrpp_demo: the synthetic data generator, the trainer module, the output-folder rule, and one
+end-to-end run of the real command with --quick."""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunetv2_unetrpp.demo.cli import main
+from nnunetv2_unetrpp.demo.synthetic import LABELS, SyntheticConfig, dataset_json, generate_case, write_dataset
+from nnunetv2_unetrpp.demo.trainers import NNUNET_TRAINER, UNETRPP_TRAINER, Budget, write_trainer_module
+from nnunetv2_unetrpp.demo.workspace import MARKER, prepare
+from nnunetv2_unetrpp.env import ext_trainer_value
+
+CONFIG = SyntheticConfig.from_image_size(64)
+ORGANS = {name: value for name, value in LABELS.items() if value}
+
+
+def test_generator_is_deterministic_per_seed():
+    image, label = generate_case(CONFIG, seed=3, case_index=1)
+    again_image, again_label = generate_case(CONFIG, seed=3, case_index=1)
+    np.testing.assert_array_equal(image, again_image)
+    np.testing.assert_array_equal(label, again_label)
+    assert image.dtype == np.float32 and label.dtype == np.uint8
+    assert image.shape == label.shape == (CONFIG.slices, CONFIG.in_plane, CONFIG.in_plane)
+    for other in (generate_case(CONFIG, seed=4, case_index=1), generate_case(CONFIG, seed=3, case_index=2),
+                  generate_case(CONFIG, seed=3, case_index=1, split=1)):
+        assert not np.array_equal(label, other[1])
+
+
+@pytest.mark.parametrize("case_index", range(4))
+def test_every_label_is_present(case_index):
+    _, label = generate_case(CONFIG, seed=0, case_index=case_index)
+    assert set(np.unique(label)) == set(LABELS.values()) == set(range(len(LABELS)))
+    sizes = {name: int((label == value).sum()) for name, value in ORGANS.items()}
+    assert sizes["liver"] > 3 * max(sizes["spleen"], sizes["kidney_left"], sizes["kidney_right"])
+    assert sizes["vessel"] < min(sizes["spleen"], sizes["kidney_left"], sizes["kidney_right"])
+
+
+@pytest.mark.parametrize("image_size", [48, 96])
+def test_vessel_is_thin_and_runs_along_z(image_size):
+    config = SyntheticConfig.from_image_size(image_size)
+    for case_index in range(3):
+        _, label = generate_case(config, seed=1, case_index=case_index)
+        vessel = label == LABELS["vessel"]
+        slices = [s for s in vessel if s.any()]
+        assert len(slices) >= 0.85 * config.slices
+        for s in slices:
+            ys, xs = np.nonzero(s)
+            assert np.ptp(ys) + 1 <= 7 and np.ptp(xs) + 1 <= 7  # about 5 mm across at 0.9 mm pixels
+
+
+def test_organ_intensities_differ():
+    image, label = generate_case(CONFIG, seed=0, case_index=0)
+    means = {name: float(image[label == value].mean()) for name, value in ORGANS.items()}
+    body = (label == 0) & (image > -300)
+    means["soft tissue"] = float(np.median(image[body]))
+    assert float(image[0, 0, 0]) < -900  # air in the corner
+    distinct = ["soft tissue", "liver", "spleen", "kidney_right", "vessel"]
+    for i, a in enumerate(distinct):
+        for b in distinct[i + 1:]:
+            assert abs(means[a] - means[b]) > 15, means
+    assert abs(means["kidney_left"] - means["kidney_right"]) < 30  # the same tissue on both sides
+    assert 10 < float(image[label == LABELS["liver"]].std()) < 40  # noisy, but not noise only
+
+
+def test_written_dataset_is_valid_for_nnunet(tmp_path):
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    folder = tmp_path / "Dataset999_Synthetic"
+    write_dataset(folder, num_train=2, num_test=1, config=CONFIG, seed=0)
+    assert json.loads((folder / "dataset.json").read_text()) == dataset_json(2)
+    assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == ["abdtrain_000_0000.nii.gz",
+                                                                      "abdtrain_001_0000.nii.gz"]
+    assert [p.name for p in (folder / "imagesTs").iterdir()] == ["abdtest_000_0000.nii.gz"]
+    assert [p.name for p in (folder / "labelsTs").iterdir()] == ["abdtest_000.nii.gz"]
+    image = sitk.ReadImage(str(folder / "imagesTr" / "abdtrain_000_0000.nii.gz"))
+    label = sitk.ReadImage(str(folder / "labelsTs" / "abdtest_000.nii.gz"))
+    for written in (image, label):
+        assert written.GetSpacing() == pytest.approx((0.9, 0.9, 3.0))
+        assert written.GetSize() == (CONFIG.in_plane, CONFIG.in_plane, CONFIG.slices)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), generate_case(CONFIG, 0, 0)[0])
+    verify_dataset_integrity(str(folder), num_processes=1)
+
+
+def test_trainer_module_is_found_by_nnunet(tmp_path, monkeypatch):
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP
+
+    write_trainer_module(tmp_path, Budget(epochs=3, iterations=7, val_iterations=2, final_validation=False))
+    monkeypatch.setenv("nnUNet_extTrainer", os.pathsep.join([ext_trainer_value(""), str(tmp_path)]))
+    unetrpp = recursive_find_trainer_class_by_name(UNETRPP_TRAINER)
+    nnunet = recursive_find_trainer_class_by_name(NNUNET_TRAINER)
+    assert issubclass(unetrpp, nnUNetTrainerUNETRPP)
+    assert nnunet.__mro__[1].__name__ == "nnUNetTrainer"
+    for cls in (unetrpp, nnunet):
+        assert list(inspect.signature(cls.__init__).parameters) == [
+            "self", "plans", "configuration", "fold", "dataset_json", "device"]
+        constants = cls.__init__.__globals__  # nnU-Net drops the module from sys.modules after the lookup
+        assert [constants[k] for k in ("NUM_EPOCHS", "NUM_ITERATIONS_PER_EPOCH", "NUM_VAL_ITERATIONS_PER_EPOCH",
+                                       "FINAL_VALIDATION")] == [3, 7, 2, False]
+
+
+def test_refuses_non_empty_output_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    assert main(["--quick", "-o", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["--quick", "-o", str(out), "--overwrite"]) == 2  # not a demo run: never deleted
+    assert "not an earlier demo run" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+    result = subprocess.run([sys.executable, "-m", "nnunetv2_unetrpp.demo", "--quick", "-o", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: output folder") and "Traceback" not in result.stderr
+
+
+def test_overwrite_replaces_an_earlier_demo_run(tmp_path):
+    out = tmp_path / "out"
+    prepare(out, overwrite=False, settings={"seed": 1})
+    (out / "logs" / "old.log").write_text("earlier run")
+    workspace = prepare(out, overwrite=True, settings={"seed": 2})
+    assert workspace.root == out and not (out / "logs" / "old.log").exists()
+    assert json.loads((out / MARKER).read_text()) == {"seed": 2}
+
+
+@pytest.mark.parametrize("arguments", [["--image-size", "40"], ["--num-train-cases", "4"], ["--epochs", "0"]])
+def test_rejects_impossible_settings(tmp_path, capsys, arguments):
+    assert main(["-o", str(tmp_path / "out"), *arguments]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_quick_demo_end_to_end(tmp_path):
+    """The real command with its smallest settings; nothing may be written outside its output folder."""
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("nnUNet_") and k not in ("XDG_CACHE_HOME", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR")}
+    env["HOME"] = str(home)
+    result = subprocess.run([sys.executable, "-m", "nnunetv2_unetrpp.demo", "--quick", "--num-processes", "1"],
+                            cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    out = cwd / "nnunetv2_unetrpp_demo"
+    assert [p.name for p in cwd.iterdir()] == [out.name]
+    assert list(home.iterdir()) == []
+    summary = json.loads((out / "comparison" / "summary.json").read_text())
+    assert set(summary["methods"]) == {"UNETRPP", "nnUNet"}
+    assert {v["name"] for v in summary["labels"].values()} == set(ORGANS)
+    assert summary["cases"] == ["abdtest_000", "abdtest_001"]
+    for method in summary["methods"].values():
+        assert set(method["per_label"]) == {str(v) for v in ORGANS.values()}
+    markdown = (out / "comparison" / "summary.md").read_text()
+    assert "| UNETRPP |" in markdown and "| nnUNet |" in markdown and markdown in result.stdout
+    assert sorted(p.name for p in (out / "comparison").glob("*.png")) == ["dice_boxplot.png", "hd95_mm_boxplot.png"]
+    assert (out / "trainers" / "demo_trainers.py").is_file()
+    logs = sorted(p.name for p in (out / "logs").iterdir())
+    assert logs == ["02_plan_and_preprocess.log", "03_train_UNETRPP.log", "04_train_nnUNet.log",
+                    "05_predict_UNETRPP.log", "06_predict_nnUNet.log", "07_compare.log"]
+    assert json.loads((out / MARKER).read_text())["total_seconds"] > 0
