@@ -178,3 +178,19 @@ def test_ext_trainer_pointing_at_the_package_source_is_explained(workspace):
     env = {**env, "nnUNet_extTrainer": str(Path(nnunetv2_unetrpp.__file__).parent / "trainers")}
     with pytest.raises(AssertionError, match="points at the package source"):
         train(env, "3d_fullres", "nnUNetTrainerUNETRPP_smoke")
+
+
+def test_benchmark_command_measures_both_networks_from_the_same_plans(workspace, tmp_path):
+    root, env = workspace
+    out = tmp_path / "benchmark.json"
+    result = run(["nnUNetv2_unetrpp_benchmark", "-d", str(DATASET), "-c", "3d_fullres", "-device", "cpu",
+                  "--repeats", "1", "--threads", "1", "--no-mirroring", "-o", str(out)], env)
+    assert "| training step (s) |" in result.stdout
+    report = json.loads(out.read_text())
+    nets = report["networks"]
+    assert nets["UNETR++"]["patch_size"] == nets["nnU-Net"]["patch_size"] == [12, 40, 40]
+    for name, entry in nets.items():
+        assert entry["parameters"] > 0 and entry["gflops_per_patch"] > 0 and entry["train_step_s"] > 0
+        assert entry["sliding_window_s"] > 0 and entry["median_case_shape"] == [12, 40, 40]
+    ratios = report["ratios_unetrpp_over_nnunet"]
+    assert ratios["parameters"] == pytest.approx(nets["UNETR++"]["parameters"] / nets["nnU-Net"]["parameters"])
