@@ -82,7 +82,7 @@ def run(dataset: str, configuration: str, plans_name: str = "nnUNetPlans", devic
                  "parameters": train.parameters, "gflops_per_patch": train.gflops_forward / config.batch_size,
                  "train_step_s": train.train_step_s, "train_peak_memory_mb": train.peak_memory_mb}
         if inference:
-            image_shape = (channels, *config.configuration["median_image_size_in_voxels"])
+            image_shape = (channels, *(int(round(s)) for s in config.configuration["median_image_size_in_voxels"]))
             predictor_config = dict(plans=p, dataset_json=dataset_json, configuration=configuration,
                                     image_shape=image_shape, mirroring=mirroring)
             sw = measure(name, network_from_plans, kwargs, (1, channels, *config.patch_size), "sliding_window", device,
