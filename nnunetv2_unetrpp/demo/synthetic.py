@@ -39,8 +39,8 @@ class SyntheticConfig:
 
     @classmethod
     def from_image_size(cls, in_plane: int) -> "SyntheticConfig":
-        """A volume of `in_plane` x `in_plane` pixels and a third as many 3 mm slices."""
-        return cls(in_plane=in_plane, slices=max(8, in_plane // 3))
+        """`in_plane` x `in_plane` pixels and about a third as many 3 mm slices (a multiple of 8, at least 16)."""
+        return cls(in_plane=in_plane, slices=max(16, 8 * round(in_plane / 24)))
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], coarse: tuple[int, ...]) -> np.ndarray:

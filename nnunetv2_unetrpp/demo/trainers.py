@@ -23,6 +23,14 @@ from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP
 NUM_EPOCHS = {epochs}
 NUM_ITERATIONS_PER_EPOCH = {iterations}
 NUM_VAL_ITERATIONS_PER_EPOCH = {val_iterations}
+#: nnU-Net's sliding-window prediction of the validation cases after training (needed for the cost report).
+FINAL_VALIDATION = {final_validation}
+
+
+def _set_budget(trainer: nnUNetTrainer) -> None:
+    trainer.num_epochs = NUM_EPOCHS
+    trainer.num_iterations_per_epoch = NUM_ITERATIONS_PER_EPOCH
+    trainer.num_val_iterations_per_epoch = NUM_VAL_ITERATIONS_PER_EPOCH
 
 
 class {unetrpp}(nnUNetTrainerUNETRPP):
@@ -31,9 +39,11 @@ class {unetrpp}(nnUNetTrainerUNETRPP):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = NUM_EPOCHS
-        self.num_iterations_per_epoch = NUM_ITERATIONS_PER_EPOCH
-        self.num_val_iterations_per_epoch = NUM_VAL_ITERATIONS_PER_EPOCH
+        _set_budget(self)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        if FINAL_VALIDATION:
+            super().perform_actual_validation(save_probabilities)
 
 
 class {nnunet}(nnUNetTrainer):
@@ -42,9 +52,11 @@ class {nnunet}(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = NUM_EPOCHS
-        self.num_iterations_per_epoch = NUM_ITERATIONS_PER_EPOCH
-        self.num_val_iterations_per_epoch = NUM_VAL_ITERATIONS_PER_EPOCH
+        _set_budget(self)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        if FINAL_VALIDATION:
+            super().perform_actual_validation(save_probabilities)
 '''
 
 
@@ -55,6 +67,7 @@ class Budget:
     epochs: int
     iterations: int
     val_iterations: int
+    final_validation: bool = True
 
 
 def write_trainer_module(folder: Path, budget: Budget) -> Path:
@@ -62,6 +75,7 @@ def write_trainer_module(folder: Path, budget: Budget) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{MODULE_NAME}.py"
     path.write_text(_TEMPLATE.format(epochs=budget.epochs, iterations=budget.iterations,
-                                     val_iterations=budget.val_iterations, unetrpp=UNETRPP_TRAINER,
+                                     val_iterations=budget.val_iterations,
+                                     final_validation=budget.final_validation, unetrpp=UNETRPP_TRAINER,
                                      nnunet=NNUNET_TRAINER))
     return path

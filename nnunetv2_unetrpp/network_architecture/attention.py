@@ -186,7 +186,7 @@ class EPA(nn.Module):
             # PyTorch's CPU SDPA with dropout takes a generic path that was 4x slower forward+backward
             # than this explicit one (stage 1 of the Synapse model, 2 threads); CUDA kernels are fine.
             attn = torch.matmul(query, key.transpose(-2, -1)).softmax(dim=-1)
-            keep = torch.rand_like(attn) >= dropout_p
+            keep = torch.rand_like(attn).ge_(dropout_p)  # 0./1. in place: no bool-to-float copy
             x_spatial = torch.matmul(attn * keep, value / (1 - dropout_p))
         else:
             x_spatial = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, scale=1.0)

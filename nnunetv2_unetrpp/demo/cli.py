@@ -1,0 +1,202 @@
+"""`nnUNetv2_unetrpp_demo`: synthetic data -> nnU-Net planning -> UNETR++ and nnU-Net training with one
+budget -> prediction of held-out cases -> comparison report, with no data and no set-up.
+
+User errors print `error: ...` and exit 2; a failing stage prints the tail of its log and exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from nnunetv2_unetrpp.demo.runner import Runner, StageError, console_script, format_seconds
+from nnunetv2_unetrpp.demo.synthetic import SyntheticConfig, write_dataset
+from nnunetv2_unetrpp.demo.trainers import NNUNET_TRAINER, UNETRPP_TRAINER, Budget, write_trainer_module
+from nnunetv2_unetrpp.demo.workspace import (DATASET_ID, MARKER, OutputFolderError, Workspace, child_environment,
+                                             prepare)
+
+
+class UsageError(ValueError):
+    """Settings the demo cannot run with; the message names the flag."""
+
+
+#: Defaults: 200 iterations per model; measured end to end on a 2-core CPU: 7 min (9 min when the machine is shared).
+DEFAULTS = dict(epochs=10, iterations=20, val_iterations=2, num_train_cases=10, num_test_cases=4, image_size=48)
+#: --quick: the smallest run that still exercises every stage (the end-to-end test).
+QUICK = dict(epochs=1, iterations=2, val_iterations=1, num_train_cases=5, num_test_cases=2, image_size=32)
+#: Compared methods: name in the report -> trainer class.
+METHODS = {"UNETRPP": UNETRPP_TRAINER, "nnUNet": NNUNET_TRAINER}
+
+DESCRIPTION = """\
+End-to-end demo of nnunetv2_unetrpp that needs no data and no set-up:
+  1. generates a synthetic abdominal-CT-like dataset (liver, spleen, two kidneys and a thin vessel; thick
+     3 mm slices; HU intensities with noise and bias field) in nnU-Net raw format, with held-out test cases;
+  2. runs nnUNetv2_plan_and_preprocess (3d_fullres);
+  3. trains UNETR++ (nnUNetTrainerUNETRPP) and stock nnU-Net (nnUNetTrainer) with exactly the same budget
+     (epochs x iterations, validation iterations), on fold 0 of nnU-Net's 5-fold split by default;
+  4. predicts the test cases with both models (nnUNetv2_predict);
+  5. compares them with nnUNetv2_unetrpp_compare (Dice, HD95, NSD, Wilcoxon tests, box plots) and, from the
+     validation predictions of the model folders, their cost (parameters, FLOPs, time per epoch).
+Everything, nnU-Net's data folders included, is written inside the output folder. The defaults finish in
+about 7 minutes on a 2-core CPU and only show that the pipeline works: with so little training the
+scores say little about the methods. For a meaningful comparison use a GPU and a real budget, e.g.
+  nnUNetv2_unetrpp_demo --device cuda --image-size 160 --num-train-cases 40 --num-test-cases 20 \\
+      --epochs 100 --iterations 250 --val-iterations 50 --tta -o demo_gpu"""
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Command-line arguments, with --quick or the defaults filling what was not given."""
+    p = argparse.ArgumentParser(prog="nnUNetv2_unetrpp_demo", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-o", "--output", type=Path, default=Path("nnunetv2_unetrpp_demo"),
+                   help="output folder; must be new or empty (default ./nnunetv2_unetrpp_demo)")
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace an earlier demo run in the output folder (recognised by its {MARKER}); "
+                        "any other non-empty folder is refused")
+    p.add_argument("--quick", action="store_true",
+                   help="smallest settings, a smoke test of every stage: " + _describe(QUICK) + ", no model cost")
+    p.add_argument("--epochs", type=int, help=f"training epochs of both models (default {DEFAULTS['epochs']})")
+    p.add_argument("--iterations", type=int,
+                   help=f"training iterations per epoch (default {DEFAULTS['iterations']}; nnU-Net's is 250)")
+    p.add_argument("--val-iterations", type=int,
+                   help=f"validation iterations per epoch (default {DEFAULTS['val_iterations']}; nnU-Net's is 50)")
+    p.add_argument("--num-train-cases", type=int,
+                   help=f"synthetic training cases (default {DEFAULTS['num_train_cases']}; at least 5 unless "
+                        "--fold all)")
+    p.add_argument("--num-test-cases", type=int,
+                   help=f"synthetic held-out test cases (default {DEFAULTS['num_test_cases']})")
+    p.add_argument("--image-size", type=int,
+                   help=f"in-plane size in voxels, a multiple of 16 (default {DEFAULTS['image_size']}); about a "
+                        "third as many 3 mm slices (a multiple of 8, at least 16)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of training and prediction")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
+    p.add_argument("--fold", default="0", choices=("0", "1", "2", "3", "4", "all"),
+                   help="nnU-Net fold to train (default 0: 80%% of the cases for training, 20%% for nnU-Net's "
+                        "validation; 'all' trains on all cases and validates on the training cases)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time mirroring when predicting the test cases (nnU-Net's default; 8x slower, so off "
+                        "here by default)")
+    p.add_argument("--no-cost", action="store_true",
+                   help="skip the model-cost report, and with it nnU-Net's final validation after training")
+    p.add_argument("--num-processes", type=int, default=min(2, os.cpu_count() or 1),
+                   help="worker processes of nnU-Net (preprocessing, augmentation, export) and of the comparison "
+                        "(default min(2, CPUs))")
+    args = p.parse_args(argv)
+    for key, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.no_cost = args.no_cost or args.quick
+    return args
+
+
+def _describe(settings: dict) -> str:
+    return ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """UsageError for settings nnU-Net or the demo cannot run."""
+    for key in ("epochs", "iterations", "val_iterations", "num_test_cases", "num_processes"):
+        if getattr(args, key) < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be at least 1")
+    if args.num_train_cases < (1 if args.fold == "all" else 5):
+        raise UsageError("--num-train-cases must be at least 5 for nnU-Net's 5-fold split (or use --fold all)")
+    if args.image_size < 32 or args.image_size % 16:
+        raise UsageError(f"--image-size must be a multiple of 16 and at least 32, got {args.image_size}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda was requested but torch sees no CUDA device")
+
+
+def run_pipeline(args: argparse.Namespace, workspace: Workspace, runner: Runner) -> None:
+    """All stages, in order; StageError on the first failure."""
+    dataset_json = workspace.raw_dataset / "dataset.json"
+    config = SyntheticConfig.from_image_size(args.image_size)
+    start = runner.announce(
+        f"generate {args.num_train_cases} training + {args.num_test_cases} test cases, {config.slices} x "
+        f"{config.in_plane} x {config.in_plane} voxels, spacing {config.spacing} mm -> {workspace.raw_dataset}")
+    write_dataset(workspace.raw_dataset, args.num_train_cases, args.num_test_cases, config, args.seed)
+    budget = Budget(args.epochs, args.iterations, args.val_iterations, final_validation=not args.no_cost)
+    write_trainer_module(workspace.trainers, budget)
+    runner.finish("generate", start)
+
+    n = str(args.num_processes)
+    runner.run("plan_and_preprocess", "nnU-Net planning and preprocessing (3d_fullres)",
+               [console_script("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres",
+                "--verify_dataset_integrity", "-np", n, "-npfp", n])
+    described = f"{args.epochs} epochs x {args.iterations} iterations, {args.val_iterations} validation iterations"
+    for name, trainer in METHODS.items():
+        runner.run(f"train_{name}", f"train {name} ({trainer}: {described}, fold {args.fold}, {args.device})",
+                   [console_script("nnUNetv2_train"), str(DATASET_ID), "3d_fullres", args.fold, "-tr", trainer,
+                    "-device", args.device])
+    for name, trainer in METHODS.items():
+        runner.run(f"predict_{name}", f"predict the test cases with {name}",
+                   [console_script("nnUNetv2_predict"), "-i", str(workspace.raw_dataset / "imagesTs"),
+                    "-o", str(workspace.predictions(name)), "-d", str(DATASET_ID), "-c", "3d_fullres",
+                    "-f", args.fold, "-tr", trainer, "-device", args.device, "-npp", n, "-nps", n,
+                    "--disable_progress_bar", *([] if args.tta else ["--disable_tta"])])
+    compare = console_script("nnUNetv2_unetrpp_compare")
+    runner.run("compare", "compare the test-set predictions",
+               [compare, "-ref", str(workspace.raw_dataset / "labelsTs"),
+                "-pred", *[f"{name}={workspace.predictions(name)}" for name in METHODS],
+                "-o", str(workspace.root / "comparison"), "-dataset_json", str(dataset_json), "-np", n])
+    if not args.no_cost:
+        runner.run("cost", "model cost, and metrics of nnU-Net's validation predictions (model folders)",
+                   [compare, "-ref", str(workspace.raw_dataset / "labelsTr"),
+                    "-pred", *[f"{name}={workspace.results(trainer)}" for name, trainer in METHODS.items()],
+                    "-o", str(workspace.root / "comparison_validation"), "-dataset_json", str(dataset_json),
+                    "-np", n, "--subset"])
+
+
+def report(args: argparse.Namespace, workspace: Workspace, runner: Runner) -> None:
+    """Print the results table and where everything is; store the timings in the marker file."""
+    comparison = workspace.root / "comparison"
+    print("\n" + (comparison / "summary.md").read_text())
+    validation = workspace.root / "comparison_validation" / "summary.md"
+    if validation.is_file():
+        print(f"Model cost and validation metrics: {validation}")
+    print(f"Report: {comparison / 'summary.md'} and {comparison / 'summary.json'}")
+    print("Figures: " + ", ".join(str(p) for p in sorted(comparison.glob("*.png"))))
+    print(f"Logs: {workspace.logs}")
+    total = time.perf_counter() - runner.started
+    print(f"Total time: {format_seconds(total)}. Each model trained {args.epochs * args.iterations} iterations: "
+          "a small budget shows that the pipeline works, not which method is better.")
+    marker = workspace.root / MARKER
+    settings = json.loads(marker.read_text())
+    settings["stage_seconds"] = {k: round(v, 1) for k, v in runner.timings.items()}
+    settings["total_seconds"] = round(total, 1)
+    marker.write_text(json.dumps(settings, indent=2))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit code (2: user error, 1: a stage failed, 130: interrupted)."""
+    args = parse_args(argv)
+    try:
+        check_args(args)
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        workspace = prepare(args.output, args.overwrite, settings)
+    except (UsageError, OutputFolderError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stages = 8 - int(args.no_cost)
+    print(f"nnUNetv2_unetrpp_demo: {stages} stages, output in {workspace.root}", flush=True)
+    runner = Runner(workspace.logs, child_environment(workspace, args.num_processes), stages)
+    try:
+        run_pipeline(args, workspace, runner)
+    except StageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {runner.elapsed()}; partial results in {workspace.root}", file=sys.stderr)
+        return 130
+    report(args, workspace, runner)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The demo's output folder: its layout, the rule for reusing it, and the environment of every child.
+
+Everything the demo and nnU-Net write goes below this folder (nnU-Net's three data folders, caches
+of matplotlib and torch included), so a demo run never touches the user's nnU-Net set-up. A
+non-empty folder is only reused with --overwrite, and only if a marker file shows it is an
+earlier demo run: the demo never deletes anything it did not create.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunetv2_unetrpp.env import ext_trainer_value
+
+MARKER = "nnunetv2_unetrpp_demo.json"
+DATASET_ID = 901
+DATASET_NAME = f"Dataset{DATASET_ID:03d}_SyntheticAbdomenCT"
+
+
+class OutputFolderError(RuntimeError):
+    """The output folder cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of one demo run."""
+
+    root: Path
+
+    @property
+    def raw_dataset(self) -> Path:
+        return self.root / "nnUNet_raw" / DATASET_NAME
+
+    @property
+    def trainers(self) -> Path:
+        return self.root / "trainers"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def predictions(self, method: str) -> Path:
+        return self.root / "predictions" / method
+
+    def results(self, trainer: str) -> Path:
+        return self.root / "nnUNet_results" / DATASET_NAME / f"{trainer}__nnUNetPlans__3d_fullres"
+
+
+def prepare(root: Path, overwrite: bool, settings: dict) -> Workspace:
+    """Create (or, with `overwrite`, empty an earlier demo run's) output folder and mark it as the demo's."""
+    root = root.expanduser().absolute()
+    if root.exists() and not root.is_dir():
+        raise OutputFolderError(f"output path {root} exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()):
+        if not overwrite:
+            raise OutputFolderError(
+                f"output folder {root} is not empty. Choose another one with -o, or pass --overwrite to replace "
+                "an earlier demo run there")
+        if not (root / MARKER).is_file():
+            raise OutputFolderError(
+                f"output folder {root} is not empty and holds no {MARKER}, so it is not an earlier demo run; "
+                "--overwrite only replaces demo runs. Choose another folder with -o")
+        shutil.rmtree(root)
+    for folder in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "logs", ".cache"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text(json.dumps(settings, indent=2))
+    return Workspace(root)
+
+
+def child_environment(workspace: Workspace, num_processes: int) -> dict[str, str]:
+    """Environment of nnU-Net's commands: data folders, trainer lookup, worker counts and caches in the run."""
+    root, cache = workspace.root, workspace.root / ".cache"
+    env = dict(os.environ)
+    env.update({
+        "nnUNet_raw": str(root / "nnUNet_raw"),
+        "nnUNet_preprocessed": str(root / "nnUNet_preprocessed"),
+        "nnUNet_results": str(root / "nnUNet_results"),
+        "nnUNet_extTrainer": os.pathsep.join([ext_trainer_value(), str(workspace.trainers)]),
+        # 0 would break planning (torch.set_num_threads(0)); nnU-Net's default of 8 export workers
+        # costs minutes of start-up on a small CPU machine
+        "nnUNet_n_proc_DA": str(max(1, num_processes)),
+        "nnUNet_def_n_proc": str(max(1, num_processes)),
+        "XDG_CACHE_HOME": str(cache),
+        "MPLCONFIGDIR": str(cache / "matplotlib"),
+        "TORCHINDUCTOR_CACHE_DIR": str(cache / "torchinductor"),
+        "TRITON_CACHE_DIR": str(cache / "triton"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
