@@ -64,6 +64,8 @@ def nnunet_env(root: Path, extra_trainer_dirs: tuple[Path, ...] = ()) -> dict:
     env.update(
         nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
         nnUNet_results=str(root / "results"), nnUNet_n_proc_DA="1", nnUNet_compile="false",
+        # nnU-Net's final validation otherwise spawns 8 export workers, each importing torch: minutes on 2 cores
+        nnUNet_def_n_proc="1",
         nnUNet_extTrainer=os.pathsep.join([ext_trainer_value(""), *map(str, extra_trainer_dirs)]),
         OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1",
     )

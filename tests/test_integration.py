@@ -115,7 +115,7 @@ def test_predict_keeps_geometry_and_evaluates(trained, tmp_path):
     images = root / "raw" / NAME / "imagesTs"
     out = tmp_path / "pred"
     run(["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", str(DATASET), "-c", "3d_fullres", "-f", "0",
-         "-tr", "nnUNetTrainerUNETRPP_smoke", "-device", "cpu", "--disable_progress_bar"], env)
+         "-tr", "nnUNetTrainerUNETRPP_smoke", "-device", "cpu", "--disable_progress_bar", "-npp", "1", "-nps", "1"], env)
     cases = sorted(p.name.replace("_0000.nii.gz", "") for p in images.glob("*_0000.nii.gz"))
     assert sorted(p.name for p in out.glob("*.nii.gz")) == [c + ".nii.gz" for c in cases]
     for case in cases:
@@ -124,7 +124,7 @@ def test_predict_keeps_geometry_and_evaluates(trained, tmp_path):
         assert set(values.tolist()) <= {0, 1, 2}
     folder = model_folder(root, "nnUNetTrainerUNETRPP_smoke", "3d_fullres")
     run(["nnUNetv2_evaluate_folder", str(root / "raw" / NAME / "labelsTs"), str(out),
-         "-djfile", str(folder / "dataset.json"), "-pfile", str(folder / "plans.json")], env)
+         "-djfile", str(folder / "dataset.json"), "-pfile", str(folder / "plans.json"), "-np", "1"], env)
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["metric_per_case"]) == len(cases)
 
@@ -136,7 +136,8 @@ def test_ensemble_of_unetrpp_and_stock_nnunet(trained, tmp_path):
     for trainer in ("nnUNetTrainerUNETRPP_smoke", "nnUNetTrainer_toysmoke"):
         out = tmp_path / trainer
         run(["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", str(DATASET), "-c", "3d_fullres", "-f", "0",
-             "-tr", trainer, "-device", "cpu", "--save_probabilities", "--disable_tta", "--disable_progress_bar"], env)
+             "-tr", trainer, "-device", "cpu", "--save_probabilities", "--disable_tta", "--disable_progress_bar",
+             "-npp", "1", "-nps", "1"], env)
         outputs.append(str(out))
     run(["nnUNetv2_ensemble", "-i", *outputs, "-o", str(tmp_path / "ensemble"), "-np", "1"], env)
     for case in images.glob("*_0000.nii.gz"):
