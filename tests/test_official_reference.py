@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import load_reference
+from nnunetv2_unetrpp.network_architecture.official import _rename
 from nnunetv2_unetrpp.network_architecture import (
     OFFICIAL_VARIANTS,
     build_official_variant,
@@ -77,3 +78,38 @@ def test_converter_refuses_unshared_projections_for_a_shared_variant(fixture_wei
     official[key] = official[key] + 1.0
     with pytest.raises(ValueError, match="shares E and F"):
         convert_official_state_dict(official, "synapse")
+
+
+def _official_like(variant: str, fixture_weights) -> dict:
+    """An official-layout state_dict for a variant without a reference file, derived from the key
+    layout of the reference files as the authors' code names them: Lung is ACDC's layout,
+    BraTS ("tumor") is Synapse's with one bias-free (N, p) `EF` matrix and no output projections."""
+    source = "acdc" if variant == "lung" else "synapse"
+    with torch.device("meta"):
+        target = build_official_variant(variant).state_dict()
+    keys = []
+    for key, _, _ in load_reference(source)["state_dict_keys"]:
+        if variant == "tumor":
+            if ".epa_block.out_proj" in key or ".epa_block.F." in key or key.endswith(".epa_block.E.bias"):
+                continue
+            key = key.replace(".epa_block.E.weight", ".epa_block.EF")
+        keys.append(key)
+    official = {}
+    for key in keys:  # this variant's shapes, read off the converted model under the converted name
+        shape = tuple(target[_rename(key)].shape)
+        shape = shape[::-1] if key.endswith(".EF") else shape
+        dtype = torch.int64 if key.endswith("num_batches_tracked") else torch.float32
+        official[key] = fixture_weights.tensor_for(key, shape, dtype)
+    return official
+
+
+@pytest.mark.parametrize("variant", ["lung", "tumor"])
+def test_converter_handles_variants_without_reference_outputs(variant, fixture_weights):
+    official = _official_like(variant, fixture_weights)
+    assert identify_official_variant(official) == variant
+    model = build_official_variant(variant)
+    model.load_state_dict(convert_official_state_dict(official, variant), strict=True)
+    if variant == "tumor":  # the (N, p) matrix is stored transposed, as a (p, N) token projection
+        ef = official["unetr_pp_encoder.stages.0.0.epa_block.EF"]
+        assert torch.equal(model.encoder.stages[0][0].attention.k_proj.weight, ef.t())
+        assert model.encoder.stages[0][0].attention.v_proj is None
