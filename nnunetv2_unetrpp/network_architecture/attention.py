@@ -180,7 +180,9 @@ class EPA(nn.Module):
         # Spatial branch: q_hat^T k_p = q^T (diag(1/|q|) k_p); fold 1/|q| and t2 into the p keys.
         k_projected = self.k_proj(k) * (inv_q * self.temperature2).to(q.dtype)  # (B, h, d, p)
         v_projected = self._project_values(v_spatial)
-        query, key, value = q.transpose(-2, -1), k_projected.transpose(-2, -1), v_projected.transpose(-2, -1)
+        # SDPA's fused CPU kernel needs unit-stride last dimensions; with transposed views it fell back
+        # to the generic path, 4x slower forward (Synapse stage 1, 2 threads). Copying q is one pass.
+        query, key, value = (t.transpose(-2, -1).contiguous() for t in (q, k_projected, v_projected))
         dropout_p = self.attn_drop if self.training else 0.0
         if dropout_p > 0 and q.device.type == "cpu":
             # PyTorch's CPU SDPA with dropout takes a generic path that was 4x slower forward+backward
