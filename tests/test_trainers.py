@@ -190,3 +190,18 @@ def test_unsupported_nnunet_versions_are_refused(installed):
     with pytest.raises(RuntimeError, match=f"but {installed} is installed"):
         check_nnunet_version(installed)
     assert check_nnunet_version("2.8.1") == "2.8.1" and check_nnunet_version("2.7.0") == "2.7.0"
+
+
+def test_adamw_variant_warms_up_then_decays():
+    from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP_AdamW
+    plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2]])
+    trainer = make_trainer(nnUNetTrainerUNETRPP_AdamW, plans, LABELS)
+    trainer.initialize()
+    assert isinstance(trainer.optimizer, torch.optim.AdamW)
+    lrs = []
+    for epoch in (0, 24, 49, 50, 525, 999):
+        trainer.lr_scheduler.step(epoch)
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(3e-4 / 50) and lrs[1] == pytest.approx(3e-4 * 25 / 50)
+    assert lrs[2] == pytest.approx(3e-4) and lrs[3] == pytest.approx(3e-4)
+    assert lrs[4] == pytest.approx(3e-4 * 0.5 ** 0.9) and 0 < lrs[5] < 1e-5
