@@ -27,36 +27,28 @@ NUM_VAL_ITERATIONS_PER_EPOCH = {val_iterations}
 FINAL_VALIDATION = {final_validation}
 
 
-def _set_budget(trainer: nnUNetTrainer) -> None:
-    trainer.num_epochs = NUM_EPOCHS
-    trainer.num_iterations_per_epoch = NUM_ITERATIONS_PER_EPOCH
-    trainer.num_val_iterations_per_epoch = NUM_VAL_ITERATIONS_PER_EPOCH
+class DemoBudget:
+    """Mixin: the demo budget, and nnU-Net's final validation only when the report needs it.
+    The __init__ signature must stay nnU-Net's: it records its init arguments by name."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = NUM_EPOCHS
+        self.num_iterations_per_epoch = NUM_ITERATIONS_PER_EPOCH
+        self.num_val_iterations_per_epoch = NUM_VAL_ITERATIONS_PER_EPOCH
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        if FINAL_VALIDATION:
+            super().perform_actual_validation(save_probabilities)
 
 
-class {unetrpp}(nnUNetTrainerUNETRPP):
+class {unetrpp}(DemoBudget, nnUNetTrainerUNETRPP):
     """UNETR++ (nnU-Net recipe) with the demo budget."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        _set_budget(self)
 
-    def perform_actual_validation(self, save_probabilities: bool = False):
-        if FINAL_VALIDATION:
-            super().perform_actual_validation(save_probabilities)
-
-
-class {nnunet}(nnUNetTrainer):
+class {nnunet}(DemoBudget, nnUNetTrainer):
     """Stock nnU-Net with the demo budget."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        _set_budget(self)
-
-    def perform_actual_validation(self, save_probabilities: bool = False):
-        if FINAL_VALIDATION:
-            super().perform_actual_validation(save_probabilities)
 '''
 
 
