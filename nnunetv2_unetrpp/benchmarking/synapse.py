@@ -1,6 +1,6 @@
 """UNETR++ at the paper's Synapse configuration against stock nnU-Net's PlainConvUNet, one run.
 
-    python -m nnunetv2_unetrpp.benchmarking.synapse [--device cpu|cuda] [--threads 2] [--repeats 3]
+    python -m nnunetv2_unetrpp.benchmarking.synapse [--device cpu|cuda] [--threads 2] [--repeats 3] [--rounds 3]
 
 Input 1x1x64x128x128, 14 classes. PlainConvUNet: 6 stages, features 32-320, strides
 [1,1,1],[1,2,2],[2,2,2],[2,2,2],[2,2,2],[1,2,2], deep supervision. "UNETR++ (reference
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
@@ -44,13 +45,23 @@ NETWORKS = {
 
 
 def run(device: str = "cpu", threads: int = 2, repeats: int = 3, amp: bool = False, compile_: bool = False,
-        input_shape: tuple[int, ...] = INPUT) -> dict[str, dict]:
+        input_shape: tuple[int, ...] = INPUT, rounds: int = 1) -> dict[str, dict]:
+    """Measure every network `rounds` times, alternating between them, and report per network the
+    median over rounds (each round's time is itself the median of `repeats` steps). Alternating
+    makes a slow phase of a shared machine hit all networks alike instead of one."""
+    per_round: dict[str, list[dict]] = {name: [] for name in NETWORKS}
+    for _ in range(rounds):
+        for name, (factory, kwargs) in NETWORKS.items():
+            forward = measure(name, factory, kwargs, input_shape, "forward", device, repeats, threads, amp, compile_)
+            train = measure(name, factory, kwargs, input_shape, "train", device, repeats, threads, amp, compile_)
+            per_round[name].append({**forward.as_dict(), "train_step_s": train.train_step_s,
+                                    "forward_peak_memory_mb": forward.peak_memory_mb,
+                                    "peak_memory_mb": train.peak_memory_mb})
     results = {}
-    for name, (factory, kwargs) in NETWORKS.items():
-        forward = measure(name, factory, kwargs, input_shape, "forward", device, repeats, threads, amp, compile_)
-        train = measure(name, factory, kwargs, input_shape, "train", device, repeats, threads, amp, compile_)
-        results[name] = {**forward.as_dict(), "train_step_s": train.train_step_s,
-                         "forward_peak_memory_mb": forward.peak_memory_mb, "peak_memory_mb": train.peak_memory_mb}
+    for name, samples in per_round.items():
+        results[name] = {**samples[0], "rounds": samples}
+        for key in ("forward_s", "train_step_s", "forward_peak_memory_mb", "peak_memory_mb"):
+            results[name][key] = statistics.median(s[key] for s in samples)
     return results
 
 
@@ -71,11 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up (median)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the networks (median)")
     parser.add_argument("--amp", action="store_true", help="fp16 autocast with a grad scaler (CUDA)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
     parser.add_argument("-o", "--output", help="also write the results as JSON")
     args = parser.parse_args(argv)
-    results = run(args.device, args.threads, args.repeats, args.amp, args.compile)
+    results = run(args.device, args.threads, args.repeats, args.amp, args.compile, rounds=args.rounds)
     print(table(results))
     ours, ref = results["UNETR++"], results["UNETR++ (reference attention)"]
     print(f"\nUNETR++ speed-up over the reference attention path: forward {ref['forward_s'] / ours['forward_s']:.2f}x, "

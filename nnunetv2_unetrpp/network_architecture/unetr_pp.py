@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from nnunetv2_unetrpp.network_architecture.attention import EPA, TokenProjection
+from nnunetv2_unetrpp.network_architecture.channels_last import channels_last_norm, to_channels_last
 from nnunetv2_unetrpp.network_architecture.functional import channel_linear
 from nnunetv2_unetrpp.network_architecture.transformer_block import TransformerBlock, residual_conv_block
 
@@ -63,14 +64,18 @@ def _group_norm(groups: int, channels: int) -> nn.GroupNorm:
 
 
 class UpBlock(nn.Module):
-    """Transposed conv (kernel = stride), add the skip, then `blocks`."""
+    """Transposed conv (kernel = stride), add the skip, then `blocks`; with `channels_last` the
+    upsampling runs and returns channels-last (see `channels_last.py`)."""
 
-    def __init__(self, upsample: nn.Module, blocks: nn.Sequential) -> None:
+    def __init__(self, upsample: nn.Module, blocks: nn.Sequential, channels_last: bool = False) -> None:
         super().__init__()
         self.upsample = upsample
         self.blocks = blocks
+        self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = to_channels_last(x)
         return self.blocks(self.upsample(x) + skip)
 
 
@@ -180,7 +185,9 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
         self.stem_stride, self.strides = stem_stride, strides
         self.input_channels, self.num_classes = input_channels, num_classes
 
-        norm_op = norm_op or get_matching_instancenorm(conv_op)
+        # The full-resolution blocks run channels-last; PyTorch's instance norms get their twins
+        # that keep that layout (same maths, same state_dict).
+        norm_op = channels_last_norm(norm_op or get_matching_instancenorm(conv_op))
         norm_op_kwargs = {"eps": 1e-5, "affine": False} if norm_op_kwargs is None else norm_op_kwargs
         block_norm_op = block_norm_op or get_matching_batchnorm(conv_op)
         block_norm_op_kwargs = {"eps": 1e-5, "momentum": 0.1} if block_norm_op_kwargs is None else block_norm_op_kwargs
@@ -213,11 +220,8 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
             ]),
             stages=nn.ModuleList([transformer_stage(tokens[i], dims[i], proj_sizes[i], depths[i]) for i in range(4)]),
         )
-        # instance_norm returns a view: an in-place activation on it makes autograd copy the
-        # full-resolution map back (CopySlices); out of place was 30% faster there (CPU).
-        full_res_nonlin_kwargs = {**nonlin_kwargs, "inplace": False}
         self.conv_branch = residual_conv_block(
-            conv_op, input_channels, feature_size, norm_op, norm_op_kwargs, nonlin, full_res_nonlin_kwargs
+            conv_op, input_channels, feature_size, norm_op, norm_op_kwargs, nonlin, nonlin_kwargs
         )
 
         def up(c_in: int, c_out: int, stride: Size) -> nn.Module:
@@ -230,7 +234,8 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
                 for i in (2, 1, 0)
             ] + [
                 UpBlock(up(dims[0], feature_size, stem_stride), nn.Sequential(residual_conv_block(
-                    conv_op, feature_size, feature_size, norm_op, norm_op_kwargs, nonlin, full_res_nonlin_kwargs)))
+                    conv_op, feature_size, feature_size, norm_op, norm_op_kwargs, nonlin, nonlin_kwargs)),
+                    channels_last=True)
             ]),
             seg_layers=nn.ModuleList([conv_op(c, num_classes, kernel_size=1) for c in (feature_size, dims[0], dims[1])]),
             deep_supervision=deep_supervision,
@@ -299,4 +304,4 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         self._check_input(x)
-        return self.decoder(self.encoder(x), self.conv_branch(x))
+        return self.decoder(self.encoder(x), self.conv_branch(to_channels_last(x)))
