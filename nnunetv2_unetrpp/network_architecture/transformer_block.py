@@ -10,7 +10,6 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.dropout import _DropoutNd
 
 from nnunetv2_unetrpp.network_architecture.attention import EPA
-from nnunetv2_unetrpp.network_architecture.channels_last import to_channels_last
 from nnunetv2_unetrpp.network_architecture.functional import channel_linear
 
 
@@ -77,4 +76,4 @@ class TransformerBlock(nn.Module):
         tokens = torch.addcmul(tokens, self.gamma, self.attention(self.norm(tokens)))
         skip = tokens.transpose(1, 2).reshape(B, C, *spatial)
         dropout, conv = self.proj
-        return skip + channel_linear(dropout(self.conv_blocks(to_channels_last(skip))), conv.weight, conv.bias)
+        return skip + channel_linear(dropout(self.conv_blocks(skip)), conv.weight, conv.bias)
