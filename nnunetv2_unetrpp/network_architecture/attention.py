@@ -222,4 +222,3 @@ def _cpu_attention_with_dropout(query: torch.Tensor, key: torch.Tensor, value: t
         keep = torch.rand_like(attn).ge_(p)  # 0./1. in place: no bool-to-float copy
         outputs.append(torch.matmul(attn * keep, value))
     return torch.cat(outputs, dim=-2)
-

@@ -40,9 +40,9 @@ class _InstanceNormFunction(torch.autograd.Function):
     Per sample, instance norm is batch norm with batch size one, but PyTorch's channels-last
     batch-norm kernel sums in float32 sequentially: over a 16x64x128x128 volume of unit variance
     its output was off by 1.3e-3 with 1 thread and 7e-5 with 2 (its channel-first kernel: 4e-7),
-    enough to move UNETR++'s outputs by 2e-4 relative. Here mean and variance come from cascade sums over
-    cache-sized chunks of centred tokens, accumulated in float64 (both within 2e-7 of float64);
-    the gradient is PyTorch's batch-norm backward given these statistics.
+    enough to move UNETR++'s outputs by 2e-4 relative. Here mean and variance come from cascade
+    sums over cache-sized chunks of centred tokens, accumulated in float64 (both within 2e-7 of
+    float64); the gradient is PyTorch's batch-norm backward given these statistics.
     """
 
     @staticmethod
@@ -74,8 +74,8 @@ class _InstanceNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight, mean, invstd = ctx.saved_tensors
-        mask = [ctx.needs_input_grad[0], weight is not None and ctx.needs_input_grad[1],
-                weight is not None and ctx.needs_input_grad[2]]
+        affine = weight is not None
+        mask = [ctx.needs_input_grad[0], affine and ctx.needs_input_grad[1], affine and ctx.needs_input_grad[2]]
         grad = to_channels_last(grad)
         parts = [torch.ops.aten.native_batch_norm_backward(grad[b:b + 1], x[b:b + 1], weight, None, None, mean[b],
                                                            invstd[b], True, ctx.eps, mask)
