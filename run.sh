@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # The project's two entry points on a fresh machine; each sets up .venv on first use.
 #   ./run.sh demo [flags]   UNETR++ vs stock nnU-Net on a synthetic dataset (nnUNetv2_unetrpp_demo --help)
-#   ./run.sh test [args]    the test-suite (pytest)
+#   ./run.sh test [args]    the test-suite (pytest); ./run.sh test -m "not slow" for the quick tier
+# The environment is the tested one: constraints.txt pins every package (UNETRPP_CONSTRAINTS= installs
+# from the declared ranges instead). It is rebuilt when setup.py, the ranges or the constraints change.
 set -euo pipefail
 cd "$(dirname "$0")"
 venv="${UNETRPP_VENV:-.venv}"
-torch_spec="${UNETRPP_TORCH:-torch==2.14.1 torchvision==0.29.1}"
+constraints="${UNETRPP_CONSTRAINTS-constraints.txt}"
+stamp="$venv/.unetrpp-installed"
+wanted="$(cat setup.py nnunetv2_unetrpp/dependencies.py ${constraints:+"$constraints"} | sha256sum | cut -d' ' -f1)"
 
-if ! "$venv/bin/python" -c "import nnunetv2_unetrpp, nnunetv2, pytest" >/dev/null 2>&1; then
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || ! "$venv/bin/python" -c "import nnunetv2_unetrpp, nnunetv2, pytest" >/dev/null 2>&1; then
   echo "setting up $venv (first run only, about 2 minutes)..." >&2
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  # torch first, pinned, so that nnunetv2's dependencies do not pull another build
-  # shellcheck disable=SC2086
-  "$venv/bin/python" -m pip install -q $torch_spec
-  "$venv/bin/python" -m pip install -q -e ".[test]"
+  pin=()
+  [ -n "$constraints" ] && pin=(-c "$constraints")
+  # torch first, so that nnunetv2's dependencies do not pull another build
+  "$venv/bin/python" -m pip install -q "${pin[@]}" torch torchvision
+  "$venv/bin/python" -m pip install -q "${pin[@]}" -e ".[test]"
+  echo "$wanted" > "$stamp"
 fi
 
 command="${1:-}"

@@ -1,4 +1,10 @@
+import runpy
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The one source of the dependency ranges, read without importing the package (nothing is installed yet).
+DEPENDENCIES = runpy.run_path(str(Path(__file__).resolve().parent / "nnunetv2_unetrpp" / "dependencies.py"))
 
 setup(
     name="nnunetv2_unetrpp",
@@ -11,19 +17,8 @@ setup(
     packages=find_packages(include=["nnunetv2_unetrpp", "nnunetv2_unetrpp.*"]),
     # the nnUNet_extTrainer shim is a plain folder (no __init__.py): nnU-Net imports it by path
     package_data={"nnunetv2_unetrpp": ["nnunet_ext/*.py"]},
-    # Ranges are the ones the test-suite runs against: nnU-Net changed its trainer API in 2.3 and 2.7.
-    install_requires=[
-        "torch>=2.4,<2.15",
-        "nnunetv2>=2.7.0,<2.9",
-        "dynamic-network-architectures>=0.4.1,<0.5",
-        "monai>=1.4,<1.7",
-        "numpy>=1.24,<3",
-        "scipy>=1.10,<2",
-        "matplotlib>=3.7,<4",
-        "SimpleITK>=2.2,<3",
-        "tqdm>=4.60",
-    ],
-    extras_require={"test": ["pytest>=7,<10"]},
+    install_requires=DEPENDENCIES["INSTALL_REQUIRES"],
+    extras_require={"test": DEPENDENCIES["TEST_REQUIRES"]},
     entry_points={
         "console_scripts": [
             "nnUNetv2_unetrpp_convert_official=nnunetv2_unetrpp.network_architecture.official:convert_official_cli",

@@ -1,32 +1,37 @@
-"""The nnU-Net versions this plugin is tested with, checked before anything relies on them."""
+"""The nnU-Net versions this plugin supports, checked before anything relies on them."""
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-#: Inclusive lower, exclusive upper bound. nnU-Net changed `build_network_architecture` in 2.3 and
-#: 2.7; these trainers use the >= 2.7 signature.
-SUPPORTED_NNUNET = ((2, 7), (2, 9))
+from packaging.requirements import Requirement
+from packaging.version import InvalidVersion, Version
 
+from nnunetv2_unetrpp.dependencies import NNUNET_REQUIREMENT
 
-def _parse(v: str) -> tuple[int, ...]:
-    parts = []
-    for token in v.split(".")[:3]:
-        digits = "".join(ch for ch in token if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
+#: The first nnunetv2 release with `nnUNet_extTrainer` (external trainer lookup).
+EXT_TRAINER_RELEASE = Version("2.8.0")
 
 
 def check_nnunet_version(installed: str | None = None) -> str:
-    """Return the installed nnunetv2 version; RuntimeError saying what to do if it is unsupported."""
+    """Return the installed nnunetv2 version; RuntimeError saying what to install if it is unsupported."""
+    install = f"pip install '{NNUNET_REQUIREMENT}'"
     if installed is None:
         try:
             installed = version("nnunetv2")
         except PackageNotFoundError:
-            raise RuntimeError("nnunetv2 is not installed: pip install 'nnunetv2>=2.7,<2.9'") from None
-    low, high = SUPPORTED_NNUNET
-    if not low <= _parse(installed)[:2] < high:
-        raise RuntimeError(
-            f"nnunetv2_unetrpp supports nnunetv2 >= {'.'.join(map(str, low))} and < {'.'.join(map(str, high))}, "
-            f"but {installed} is installed. Install a supported version: pip install 'nnunetv2>=2.7,<2.9'"
-        )
-    return installed
+            raise RuntimeError(f"nnunetv2 is not installed: {install}") from None
+    specifier = Requirement(NNUNET_REQUIREMENT).specifier
+    try:
+        parsed = Version(installed)
+    except InvalidVersion:
+        raise RuntimeError(f"cannot read the installed nnunetv2 version {installed!r}: {install}") from None
+    if specifier.contains(parsed, prereleases=True):
+        return installed
+    why = ""
+    if parsed < EXT_TRAINER_RELEASE:
+        why = (f" nnunetv2 {EXT_TRAINER_RELEASE.base_version} is needed for nnUNet_extTrainer, the only way "
+               "nnUNetv2_train and nnUNetv2_predict find trainers outside nnU-Net's own folder.")
+    raise RuntimeError(
+        f"nnunetv2_unetrpp supports {NNUNET_REQUIREMENT}, but nnunetv2 {installed} is installed.{why} "
+        f"Install a supported version: {install}"
+    )

@@ -1,31 +1,17 @@
-"""Shared test fixtures: the official reference outputs live in ../shared/reference (never copied)."""
-from __future__ import annotations
+"""Settings every test shares, and the test tiers.
 
-import importlib.util
-import json
-from pathlib import Path
+`./run.sh test` runs everything (as CI does); `./run.sh test -m "not slow"` leaves out the tests
+that run nnU-Net's commands in subprocesses, DDP and the demo.
+"""
+from __future__ import annotations
 
 import pytest
 import torch
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
-
-@pytest.fixture(scope="session")
-def fixture_weights():
-    """The `fixture_weights` module that rebuilds the reference weights and inputs."""
-    path = REFERENCE_DIR / "fixture_weights.py"
-    if not path.is_file():
-        pytest.fail(f"reference fixtures not found at {REFERENCE_DIR}; the tests expect ../shared/reference beside the repo")
-    spec = importlib.util.spec_from_file_location("fixture_weights", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_reference(variant: str) -> dict:
-    with open(REFERENCE_DIR / f"official_{variant}.json") as f:
-        return json.load(f)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: runs nnU-Net commands in subprocesses, DDP or the demo (minutes on 2 cores)")
 
 
 @pytest.fixture(autouse=True)

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import load_reference
+from reference_fixtures import load_reference, official_state_dict
 from nnunetv2_unetrpp.network_architecture import build_official_variant
 from nnunetv2_unetrpp.network_architecture.official import convert_official_cli
 
 
 @pytest.fixture(scope="module")
-def official_checkpoint(tmp_path_factory, fixture_weights):
+def official_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("official") / "model_final_checkpoint.model"
-    sd = fixture_weights.official_state_dict(load_reference("acdc"))
+    sd = official_state_dict(load_reference("acdc"))
     torch.save({"epoch": 1000, "state_dict": {"module." + k: v for k, v in sd.items()},
                 "optimizer_state_dict": {}, "lr_scheduler_state_dict": None, "plot_stuff": None,
                 "best_stuff": None}, path)

@@ -1,11 +1,20 @@
 """The official variants: parameter counts, and outputs of converted official weights against the
-authors' implementation (../shared/reference)."""
+authors' implementation (tests/data, rebuilt by reference_fixtures.py)."""
 from __future__ import annotations
+
+import hashlib
 
 import pytest
 import torch
 
-from conftest import load_reference
+from reference_fixtures import (
+    entry_value,
+    hashed_uniform,
+    load_reference,
+    official_state_dict,
+    reference_input,
+    sample_indices,
+)
 from nnunetv2_unetrpp.network_architecture.official import _rename
 from nnunetv2_unetrpp.network_architecture import (
     OFFICIAL_VARIANTS,
@@ -16,6 +25,29 @@ from nnunetv2_unetrpp.network_architecture import (
 )
 
 
+def _splitmix64_scalar(label: str, i: int) -> float:
+    """One value of the fixture generator in plain Python integers, independent of numpy's uint64."""
+    mask = (1 << 64) - 1
+    x = (i * 0x9E3779B97F4A7C15 + int.from_bytes(hashlib.sha256(label.encode()).digest()[:8], "little")) & mask
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+    return ((x ^ (x >> 31)) >> 11) / 2 ** 53
+
+
+@pytest.mark.parametrize("label", ["input:synapse", "unetr_pp_encoder.stages.0.0.epa_block.E.weight"])
+def test_fixture_generator_matches_plain_integer_arithmetic(label):
+    values = hashed_uniform(label, 1000)
+    assert values.dtype.name == "float64" and 0.0 <= values.min() and values.max() < 1.0
+    assert [float(v) for v in values[[0, 1, 2, 511, 999]]] == [_splitmix64_scalar(label, i) for i in (0, 1, 2, 511, 999)]
+
+
+def test_reference_data_is_part_of_the_repository():
+    for variant in ("synapse", "acdc"):
+        fx = load_reference(variant)
+        assert fx["variant"] == variant and len(fx["deep_supervision_outputs"]) == 3
+        assert all(len(o["sample_values"]) == 4096 for o in fx["deep_supervision_outputs"])
+
+
 @pytest.mark.parametrize("variant", ["synapse", "btcv", "acdc", "lung", "tumor"])
 def test_unique_parameter_count_equals_official(variant):
     with torch.device("meta"):
@@ -24,9 +56,9 @@ def test_unique_parameter_count_equals_official(variant):
 
 
 @pytest.fixture(scope="module", params=["synapse", "acdc"])
-def converted(request, fixture_weights):
+def converted(request):
     fx = load_reference(request.param)
-    official = fixture_weights.official_state_dict(fx)
+    official = official_state_dict(fx)
     model = build_official_variant(request.param)
     assert count_unique_parameters(model) == fx["official_unique_parameters"]
     model.load_state_dict(convert_official_state_dict(official, request.param), strict=True)
@@ -34,15 +66,15 @@ def converted(request, fixture_weights):
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fast", "reference"])
-def test_converted_weights_reproduce_official_outputs(converted, fixture_weights, fused):
+def test_converted_weights_reproduce_official_outputs(converted, fused):
     variant, fx, _, model = converted
     model.set_fused_attention(fused)
     with torch.no_grad():
-        outputs = model(fixture_weights.fixture_input(fx))
+        outputs = model(reference_input(fx))
     assert len(outputs) == 3
     for i, (out, ref) in enumerate(zip(outputs, fx["deep_supervision_outputs"])):
         assert list(out.shape) == ref["shape"]
-        sample = out.reshape(-1)[fixture_weights.sample_indices(fx, i)].double()
+        sample = out.reshape(-1)[sample_indices(fx, i)].double()
         expected = torch.tensor(ref["sample_values"], dtype=torch.float64)
         rel = (sample - expected).abs().max() / expected.abs().max()
         assert rel < 1e-4, f"{variant} output {i}: relative error {rel:.2e}"
@@ -72,15 +104,15 @@ def test_converter_rejects_non_unetrpp_checkpoints():
         convert_official_state_dict({"encoder.weight": torch.zeros(1)}, "synapse")
 
 
-def test_converter_refuses_unshared_projections_for_a_shared_variant(fixture_weights):
-    official = fixture_weights.official_state_dict(load_reference("synapse"))
+def test_converter_refuses_unshared_projections_for_a_shared_variant():
+    official = official_state_dict(load_reference("synapse"))
     key = "unetr_pp_encoder.stages.0.0.epa_block.F.weight"
     official[key] = official[key] + 1.0
     with pytest.raises(ValueError, match="shares E and F"):
         convert_official_state_dict(official, "synapse")
 
 
-def _official_like(variant: str, fixture_weights) -> dict:
+def _official_like(variant: str) -> dict:
     """An official-layout state_dict for a variant without a reference file, derived from the key
     layout of the reference files as the authors' code names them: Lung is ACDC's layout,
     BraTS ("tumor") is Synapse's with one bias-free (N, p) `EF` matrix and no output projections."""
@@ -99,13 +131,13 @@ def _official_like(variant: str, fixture_weights) -> dict:
         shape = tuple(target[_rename(key)].shape)
         shape = shape[::-1] if key.endswith(".EF") else shape
         dtype = torch.int64 if key.endswith("num_batches_tracked") else torch.float32
-        official[key] = fixture_weights.tensor_for(key, shape, dtype)
+        official[key] = entry_value(key, shape, dtype)
     return official
 
 
 @pytest.mark.parametrize("variant", ["lung", "tumor"])
-def test_converter_handles_variants_without_reference_outputs(variant, fixture_weights):
-    official = _official_like(variant, fixture_weights)
+def test_converter_handles_variants_without_reference_outputs(variant):
+    official = _official_like(variant)
     assert identify_official_variant(official) == variant
     model = build_official_variant(variant)
     model.load_state_dict(convert_official_state_dict(official, variant), strict=True)

@@ -19,6 +19,7 @@ from nnunetv2_unetrpp.trainers import (
     nnUNetTrainerUNETRPPNoDeepSupervision,
 )
 from nnunetv2_unetrpp.trainers.plans_geometry import prepare_configuration, strides_from_pooling
+from reference_fixtures import load_reference, official_state_dict
 
 
 def plans_with(patch_size, strides, dataset_name="Dataset777_Unit"):
@@ -146,15 +147,14 @@ def test_training_step_with_deep_supervision_at_the_network_scales(trainer_cls, 
     assert network.decoder.deep_supervision is False
 
 
-def test_synapse_geometry_variant_accepts_converted_official_weights(fixture_weights):
-    from conftest import load_reference
+def test_synapse_geometry_variant_accepts_converted_official_weights():
     plans = plans_with((32, 64, 64), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]])
     trainer = make_trainer(nnUNetTrainerUNETRPP_SynapseGeometry, plans, {**LABELS, "channel_names": {"0": "CT"}})
     assert trainer.configuration_manager.patch_size == [64, 128, 128]
     network = nnUNetTrainerUNETRPP_SynapseGeometry.build_network_architecture(
         trainer.plans_manager, trainer.configuration_manager, 1, 14, True)
     official = convert_official_state_dict(
-        fixture_weights.official_state_dict(load_reference("synapse")), "synapse")
+        official_state_dict(load_reference("synapse")), "synapse")
     network.load_state_dict(official, strict=True)
     assert network.state_dict().keys() == build_official_variant("synapse").state_dict().keys()
 
@@ -185,11 +185,39 @@ def test_checkpoint_of_another_geometry_is_a_clear_error(tmp_path):
         trainer.load_checkpoint(str(tmp_path / "checkpoint_latest.pth"))
 
 
-@pytest.mark.parametrize("installed", ["2.6.4", "2.9.0", "3.0"])
+@pytest.mark.parametrize("installed", ["2.6.4", "2.7.0", "2.9.0", "3.0"])
 def test_unsupported_nnunet_versions_are_refused(installed):
-    with pytest.raises(RuntimeError, match=f"but {installed} is installed"):
+    with pytest.raises(RuntimeError, match=rf"supports nnunetv2>=2\.8,<2\.9, but nnunetv2 {installed} is installed"):
         check_nnunet_version(installed)
-    assert check_nnunet_version("2.8.1") == "2.8.1" and check_nnunet_version("2.7.0") == "2.7.0"
+    assert check_nnunet_version("2.8.0") == "2.8.0" and check_nnunet_version("2.8.1") == "2.8.1"
+
+
+def test_nnunet_before_2_8_is_told_that_external_trainers_need_2_8():
+    with pytest.raises(RuntimeError, match=r"2\.8\.0 is needed for nnUNet_extTrainer") as error:
+        check_nnunet_version("2.7.2")
+    assert "pip install 'nnunetv2>=2.8,<2.9'" in str(error.value)
+    with pytest.raises(RuntimeError) as error:
+        check_nnunet_version("2.9.0")
+    assert "nnUNet_extTrainer" not in str(error.value)
+
+
+def test_unreadable_nnunet_version_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="cannot read the installed nnunetv2 version 'banana'"):
+        check_nnunet_version("banana")
+
+
+def test_installed_nnunet_is_supported():
+    from importlib.metadata import version
+    assert check_nnunet_version() == version("nnunetv2")
+
+
+def test_setup_and_readme_take_the_nnunet_range_from_dependencies_py():
+    from pathlib import Path
+    from nnunetv2_unetrpp.dependencies import INSTALL_REQUIRES, NNUNET_REQUIREMENT
+    root = Path(__file__).resolve().parents[1]
+    assert NNUNET_REQUIREMENT in INSTALL_REQUIRES
+    assert "INSTALL_REQUIRES" in (root / "setup.py").read_text()
+    assert f"`{NNUNET_REQUIREMENT}`" in (root / "README.md").read_text()
 
 
 def test_adamw_variant_warms_up_then_decays():
