@@ -21,7 +21,7 @@ setup(
     extras_require={"test": DEPENDENCIES["TEST_REQUIRES"]},
     entry_points={
         "console_scripts": [
-            "nnUNetv2_unetrpp_convert_official=nnunetv2_unetrpp.network_architecture.official:convert_official_cli",
+            "nnUNetv2_unetrpp_convert_official=nnunetv2_unetrpp.convert_official:main",
             "nnUNetv2_unetrpp_env=nnunetv2_unetrpp.env:main",
             "nnUNetv2_unetrpp_compare=nnunetv2_unetrpp.compare.cli:main",
             "nnUNetv2_unetrpp_demo=nnunetv2_unetrpp.demo.cli:main",

@@ -6,6 +6,9 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Sequence
+
+from nnunetv2_unetrpp.command_line import UserError, command
 
 EXT_TRAINER_DIR = Path(__file__).resolve().parent / "nnunet_ext"
 
@@ -34,7 +37,8 @@ def check_lookup(trainer: str = "nnUNetTrainerUNETRPP") -> str:
     return f"{cls.__module__}.{cls.__name__}"
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="nnUNetv2_unetrpp_env",
         description="Print the shell line that adds the UNETR++ trainers to nnU-Net's external trainer lookup. "
@@ -43,18 +47,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead, check that the current environment lets nnUNetv2_train find the trainers")
     args = parser.parse_args(argv)
     if not (EXT_TRAINER_DIR / "unetrpp_trainers.py").is_file():
-        print(f"error: the trainer shim {EXT_TRAINER_DIR / 'unetrpp_trainers.py'} is missing: reinstall "
-              "nnunetv2_unetrpp", file=sys.stderr)
-        return 2
+        raise UserError(f"the trainer shim {EXT_TRAINER_DIR / 'unetrpp_trainers.py'} is missing: reinstall "
+                        "nnunetv2_unetrpp")
     if args.check:
         try:
             print(f"ok: nnUNetTrainerUNETRPP resolves to {check_lookup()}")
         except RuntimeError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        return 0
+            raise UserError(str(e)) from None
+        return
     print(f"export nnUNet_extTrainer={shlex.quote(ext_trainer_value())}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 
 from reference_fixtures import load_reference, official_state_dict
 from nnunetv2_unetrpp.network_architecture import build_official_variant
-from nnunetv2_unetrpp.network_architecture.official import convert_official_cli
+from nnunetv2_unetrpp.convert_official import main as convert_official_cli
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def test_converts_file_to_a_loadable_state_dict(official_checkpoint, tmp_path):
 def test_wrong_variant_says_which_variant_it_looks_like(official_checkpoint, tmp_path):
     before = official_checkpoint.read_bytes()
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from nnunetv2_unetrpp.network_architecture.official import "
-         "convert_official_cli as c; sys.exit(c())", str(official_checkpoint), str(tmp_path / "x.pth"), "-v", "synapse"],
+        [sys.executable, "-m", "nnunetv2_unetrpp.convert_official", str(official_checkpoint), str(tmp_path / "x.pth"),
+         "-v", "synapse"],
         capture_output=True, text=True)
     assert result.returncode == 2
     assert "looks like the official 'acdc' variant, not 'synapse'" in result.stderr

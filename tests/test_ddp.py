@@ -15,6 +15,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from nnunetv2_unetrpp.network_architecture import UNETRPP
 from nnunetv2_unetrpp.trainers import DEEP_SUPERVISION_WEIGHTS
 
+pytestmark = pytest.mark.slow
+
 TINY = dict(feature_size=8, dims=(8, 16, 16, 32), depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2,
             proj_sizes=(8, 8, 8, 4), decoder_proj_size=8, stem_stride=(2, 4, 4))
 

@@ -141,6 +141,7 @@ def test_rejects_impossible_settings(tmp_path, capsys, arguments):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path):
     """The real command with its smallest settings; nothing may be written outside its output folder."""
     cwd, home = tmp_path / "cwd", tmp_path / "home"

@@ -14,6 +14,8 @@ import torch
 
 from nnunet_helpers import make_toy_dataset, nnunet_env, read_geometry, run
 
+pytestmark = pytest.mark.slow
+
 DATASET = 501
 NAME = "Dataset501_Toy"
 

@@ -15,7 +15,7 @@ from reference_fixtures import (
     reference_input,
     sample_indices,
 )
-from nnunetv2_unetrpp.network_architecture.official import _rename
+from nnunetv2_unetrpp.network_architecture.official_checkpoint import _rename
 from nnunetv2_unetrpp.network_architecture import (
     OFFICIAL_VARIANTS,
     build_official_variant,

@@ -220,6 +220,33 @@ def test_setup_and_readme_take_the_nnunet_range_from_dependencies_py():
     assert f"`{NNUNET_REQUIREMENT}`" in (root / "README.md").read_text()
 
 
+def test_variants_declare_their_settings_as_class_attributes():
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP_50epochs, nnUNetTrainerUNETRPP_smoke
+    from nnunetv2_unetrpp.trainers.settings import DeclaredSettings
+
+    def budget(cls):
+        t = make_trainer(cls, plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2]]), LABELS)
+        assert set(t.my_init_kwargs) == {"plans", "configuration", "fold", "dataset_json", "device"}
+        return t.num_epochs, t.num_iterations_per_epoch, t.num_val_iterations_per_epoch, t.enable_deep_supervision
+
+    class StockShort(DeclaredSettings, nnUNetTrainer):  # the mechanism serves stock nnU-Net too
+        num_epochs, num_iterations_per_epoch = 3, 4
+
+    class UserStyle(nnUNetTrainerUNETRPP_smoke):  # a subclass in the README's style keeps the last word
+        def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                     device: torch.device = torch.device("cuda")):
+            super().__init__(plans, configuration, fold, dataset_json, device)
+            self.num_epochs = 7
+
+    assert budget(nnUNetTrainerUNETRPP) == (1000, 250, 50, True)
+    assert budget(nnUNetTrainerUNETRPP_smoke) == (2, 5, 2, True)
+    assert budget(nnUNetTrainerUNETRPP_50epochs) == (50, 250, 50, True)
+    assert budget(nnUNetTrainerUNETRPPNoDeepSupervision) == (1000, 250, 50, False)
+    assert budget(StockShort) == (3, 4, 50, True)
+    assert budget(UserStyle) == (7, 5, 2, True)
+
+
 def test_adamw_variant_warms_up_then_decays():
     from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP_AdamW
     plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2]])

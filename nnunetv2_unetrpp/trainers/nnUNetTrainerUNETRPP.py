@@ -13,6 +13,7 @@ from torch import nn
 from nnunetv2_unetrpp.compat import check_nnunet_version
 from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP
 from nnunetv2_unetrpp.trainers.plans_geometry import architecture_from_configuration, prepare_configuration
+from nnunetv2_unetrpp.trainers.settings import DeclaredSettings
 
 check_nnunet_version()
 
@@ -26,10 +27,13 @@ if not __name__.startswith("nnunetv2_unetrpp."):
 DEEP_SUPERVISION_WEIGHTS = (4 / 7, 2 / 7, 1 / 7)
 
 
-class nnUNetTrainerUNETRPP(nnUNetTrainer):
+class nnUNetTrainerUNETRPP(DeclaredSettings, nnUNetTrainer):
     """UNETR++ trained with nnU-Net's default recipe, which is the paper's: SGD 1e-2, Nesterov
     0.99, weight decay 3e-5, poly decay, 1000 epochs x 250 iterations, Dice + CE, deep
-    supervision with weights 4/7, 2/7, 1/7."""
+    supervision with weights 4/7, 2/7, 1/7.
+
+    Variants declare what they change as class attributes (`num_epochs = 50`; see `settings.py`).
+    """
 
     #: UNETRPP keyword overrides (and `patch_size`, `stem_stride`, `strides`) of a variant.
     architecture_overrides: dict = {}
@@ -54,12 +58,12 @@ class nnUNetTrainerUNETRPP(nnUNetTrainer):
         )
 
     def _get_deep_supervision_scales(self):
-        """Exactly the network's output scales (nnU-Net's default assumes one per pooling stage)."""
+        """The network's own output scales (nnU-Net's default assumes one per pooling stage)."""
         if not self.enable_deep_supervision:
             return None
-        arch = architecture_from_configuration(self.configuration_manager)
-        stem, first = arch["stem_stride"], arch["strides"][0]
-        return [[1.0] * len(stem), [1 / s for s in stem], [1 / (s * f) for s, f in zip(stem, first)]]
+        network = self.network.module if self.is_ddp else self.network
+        network = getattr(network, "_orig_mod", network)  # torch.compile's wrapper
+        return [[1 / s for s in stride] for stride in network.output_strides]
 
     def _build_loss(self):
         loss = super()._build_loss()

@@ -1,86 +1,16 @@
-"""The four published UNETR++ configurations and loading of the authors' checkpoints.
-
-`build_official_variant` reproduces the architecture and geometry of a paper configuration
-(unique parameter counts equal the official ones); `convert_official_state_dict` renames an
-official state_dict (nnU-Net v1 fork layout) to this implementation's names.
-"""
+"""Loading the authors' checkpoints: official state_dict names (their nnU-Net v1 fork) -> this
+implementation's, with the variant recognised from the tensors themselves."""
 from __future__ import annotations
 
-import argparse
 import re
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP
-
-
-@dataclass(frozen=True)
-class OfficialVariant:
-    """Per-dataset differences of the official code (spec section 5)."""
-
-    input_channels: int
-    num_classes: int
-    patch_size: tuple[int, int, int]
-    stem_stride: tuple[int, int, int]
-    attn_drop: float
-    share_kv_projection: bool
-    projection_bias: bool
-    fusion: str
-    num_conv_blocks: int
-    unique_parameters: int
-
-
-_SYNAPSE = OfficialVariant(1, 14, (64, 128, 128), (2, 4, 4), 0.15, True, True, "concat", 1, 42_952_850)
-OFFICIAL_VARIANTS: dict[str, OfficialVariant] = {
-    "synapse": _SYNAPSE,
-    "btcv": _SYNAPSE,
-    "acdc": OfficialVariant(1, 4, (16, 160, 160), (1, 4, 4), 0.1, False, True, "concat", 2, 66_796_404),
-    "lung": OfficialVariant(1, 2, (32, 192, 192), (1, 4, 4), 0.1, False, True, "concat", 2, 121_174_798),
-    "tumor": OfficialVariant(4, 4, (128, 128, 128), (4, 4, 4), 0.1, True, False, "sum", 1, 42_647_604),
-}
-
-
-def _variant(name: str) -> OfficialVariant:
-    try:
-        return OFFICIAL_VARIANTS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown UNETR++ variant {name!r}; choose one of {sorted(OFFICIAL_VARIANTS)}") from None
-
-
-def official_network_kwargs(variant: str) -> dict:
-    """UNETRPP keyword arguments of a paper configuration (without channels and classes)."""
-    v = _variant(variant)
-    return dict(
-        patch_size=v.patch_size, stem_stride=v.stem_stride, strides=[(2, 2, 2)] * 3, attn_drop=v.attn_drop,
-        share_kv_projection=v.share_kv_projection, projection_bias=v.projection_bias, fusion=v.fusion,
-        num_conv_blocks=v.num_conv_blocks, spatial_layout="official",
-    )
-
-
-def build_official_variant(
-    variant: str, num_classes: int | None = None, in_channels: int | None = None, deep_supervision: bool = True
-) -> UNETRPP:
-    """The official architecture of `variant` ("synapse", "btcv", "acdc", "lung", "tumor").
-
-    Uses the official spatial-attention layout so that published weights reproduce their outputs.
-    """
-    v = _variant(variant)
-    return UNETRPP(
-        in_channels or v.input_channels, num_classes or v.num_classes, deep_supervision=deep_supervision,
-        **official_network_kwargs(variant),
-    )
-
-
-def count_unique_parameters(model: torch.nn.Module) -> int:
-    """Parameters counted once even when shared (nn.Module.parameters() de-duplicates)."""
-    return sum(p.numel() for p in model.parameters())
-
-
-# ----------------------------------------------------------------------------------------------
-# Checkpoint conversion
+from nnunetv2_unetrpp.network_architecture.official_variants import (
+    OFFICIAL_VARIANTS,
+    build_official_variant,
+    get_official_variant,
+)
 
 _DECODERS = {"5": 0, "4": 1, "3": 2, "2": 3}
 _RULES: list[tuple[str, str]] = [
@@ -169,7 +99,7 @@ def convert_official_state_dict(checkpoint: dict, variant: str) -> dict[str, tor
 
     Raises ValueError when the checkpoint belongs to another variant, saying which one.
     """
-    target = _variant(variant)
+    target = get_official_variant(variant)
     sd = _as_state_dict(checkpoint)
     found = identify_official_variant(sd)
     if OFFICIAL_VARIANTS[found] != target:
@@ -201,37 +131,3 @@ def convert_official_state_dict(checkpoint: dict, variant: str) -> dict[str, tor
         for name in names:
             out[name] = renamed[canonical]
     return out
-
-
-def convert_official_cli(argv: list[str] | None = None) -> int:
-    """`nnUNetv2_unetrpp_convert_official`: official checkpoint file -> state_dict file."""
-    parser = argparse.ArgumentParser(
-        prog="nnUNetv2_unetrpp_convert_official",
-        description="Convert an official UNETR++ checkpoint (model_final_checkpoint.model) into a state_dict "
-        "for nnunetv2_unetrpp's network (build_official_variant(VARIANT)). Output is saved as "
-        "{'network_weights': state_dict, 'variant': VARIANT}, usable with nnUNetv2_train -pretrained_weights.",
-    )
-    parser.add_argument("input", type=Path, help="official checkpoint file")
-    parser.add_argument("output", type=Path, help="where to write the converted weights (.pth)")
-    parser.add_argument("-v", "--variant", required=True, choices=sorted(OFFICIAL_VARIANTS))
-    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    args = parser.parse_args(argv)
-    try:
-        if not args.input.is_file():
-            raise ValueError(f"{args.input} does not exist or is not a file")
-        if args.output.exists() and not args.overwrite:
-            raise ValueError(f"{args.output} exists; pass --overwrite to replace it")
-        if args.output.resolve() == args.input.resolve():
-            raise ValueError("output and input are the same file; the original checkpoint is never overwritten")
-        try:
-            checkpoint = torch.load(args.input, map_location="cpu", weights_only=False)
-        except Exception as e:  # a file torch cannot read: say so without a deep traceback
-            raise ValueError(f"{args.input} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
-        state_dict = convert_official_state_dict(checkpoint, args.variant)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"network_weights": state_dict, "variant": args.variant}, args.output)
-    print(f"wrote {len(state_dict)} tensors for variant {args.variant!r} to {args.output}")
-    return 0

@@ -1,0 +1,49 @@
+"""`nnUNetv2_unetrpp_convert_official`: an official UNETR++ checkpoint file -> a state_dict file that
+`build_official_variant` and `nnUNetv2_train -pretrained_weights` load."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from nnunetv2_unetrpp.command_line import UserError, command
+from nnunetv2_unetrpp.network_architecture.official_checkpoint import convert_official_state_dict
+from nnunetv2_unetrpp.network_architecture.official_variants import OFFICIAL_VARIANTS
+
+
+@command
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="nnUNetv2_unetrpp_convert_official",
+        description="Convert an official UNETR++ checkpoint (model_final_checkpoint.model) into a state_dict "
+        "for nnunetv2_unetrpp's network (build_official_variant(VARIANT)). Output is saved as "
+        "{'network_weights': state_dict, 'variant': VARIANT}, usable with nnUNetv2_train -pretrained_weights.",
+    )
+    parser.add_argument("input", type=Path, help="official checkpoint file")
+    parser.add_argument("output", type=Path, help="where to write the converted weights (.pth)")
+    parser.add_argument("-v", "--variant", required=True, choices=sorted(OFFICIAL_VARIANTS))
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    args = parser.parse_args(argv)
+    if not args.input.is_file():
+        raise UserError(f"{args.input} does not exist or is not a file")
+    if args.output.exists() and not args.overwrite:
+        raise UserError(f"{args.output} exists; pass --overwrite to replace it")
+    if args.output.resolve() == args.input.resolve():
+        raise UserError("output and input are the same file; the original checkpoint is never overwritten")
+    try:
+        checkpoint = torch.load(args.input, map_location="cpu", weights_only=False)
+    except Exception as e:  # a file torch cannot read: say so without a deep traceback
+        raise UserError(f"{args.input} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    try:
+        state_dict = convert_official_state_dict(checkpoint, args.variant)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"network_weights": state_dict, "variant": args.variant}, args.output)
+    print(f"wrote {len(state_dict)} tensors for variant {args.variant!r} to {args.output}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
