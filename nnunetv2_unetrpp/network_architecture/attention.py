@@ -162,7 +162,7 @@ class EPA(nn.Module):
         their kernel launches."""
         B, N, C = x.shape
         h, d = self.num_heads, C // self.num_heads
-        qkvv = torch.matmul(self.qkvv.weight, x.transpose(1, 2))  # (B, 4C, N)
+        qkvv = torch.bmm(self.qkvv.weight.expand(B, -1, -1), x.transpose(1, 2))  # (B, 4C, N), no copy
         # split, not slices, of the views: its backward is one cat, where a slice's writes into zeros
         qk, vv = qkvv.view(B, 2, 2, h, d, N).unbind(1)
         q, k = qk.unbind(1)  # (B, h, d, N) each
