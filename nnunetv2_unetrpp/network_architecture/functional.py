@@ -15,15 +15,20 @@ def channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     (C_out, C_in) or a 1x1(x1) convolution's (C_out, C_in, 1, ...). Returns channel-first.
 
     Off the CPU path (see `execution.py`) it is that 1x1 convolution: one cuDNN kernel each way,
-    whose weight cast autocast caches. On CPU it runs as batched matmuls: oneDNN's 1x1
-    convolutions were 2.4x slower forward+backward for the full-resolution head (16 -> 14
-    channels at 64x128x128, 2 threads). A channels-last input is there a batch of column-major
-    (C, N) matrices, which `torch.mm` multiplies without a copy and whose gradient it returns
-    column-major again, i.e. channels-last like the input.
+    whose weight cast autocast caches. On CPU, `_cpu_channel_linear`.
     """
+    if use_cpu_fast_paths(x):
+        return _cpu_channel_linear(x, weight, bias)
+    return _CONV[x.ndim](x, weight.view(weight.shape[0], -1, *(1,) * (x.ndim - 2)), bias)
+
+
+def _cpu_channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """`channel_linear` as batched matmuls: oneDNN's 1x1 convolutions were 2.4x slower
+    forward+backward for the full-resolution head (16 -> 14 channels at 64x128x128, 2 threads).
+    A channels-last input is a batch of column-major (C, N) matrices, which `torch.mm` multiplies
+    without a copy and whose gradient it returns column-major again, i.e. channels-last like the
+    input."""
     B, _, *spatial = x.shape
-    if not use_cpu_fast_paths(x):
-        return _CONV[x.ndim](x, weight.view(weight.shape[0], -1, *(1,) * len(spatial)), bias)
     w = weight.reshape(weight.shape[0], -1).to(x.dtype)
     b = None if bias is None else bias.to(x.dtype)[:, None]
     flat = x.flatten(2)
