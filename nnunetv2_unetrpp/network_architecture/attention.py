@@ -163,14 +163,16 @@ class EPA(nn.Module):
         B, N, C = x.shape
         h, d = self.num_heads, C // self.num_heads
         qkvv = torch.bmm(self.qkvv.weight.expand(B, -1, -1), x.transpose(1, 2))  # (B, 4C, N), no copy
-        # split, not slices, of the views: its backward is one cat, where a slice's writes into zeros
+        # (q, k) and (v_channel, v_spatial) by unbind, not by slicing: an unbind's backward is one
+        # stack, a slice's writes into a zero-filled copy of the whole buffer
         qk, vv = qkvv.view(B, 2, 2, h, d, N).unbind(1)
         q, k = qk.unbind(1)  # (B, h, d, N) each
         v_channel, v_spatial = vv.unbind(1)
 
         # 1/||.|| over the tokens of q and k, accumulated in fp32: a sum of N squares overflows fp16.
         acc = torch.float64 if q.dtype == torch.float64 else torch.float32
-        inv_q, inv_k = torch.linalg.vector_norm(qk, dim=-1, keepdim=True, dtype=acc).clamp_min(1e-12).reciprocal().unbind(1)
+        inv_q, inv_k = (torch.linalg.vector_norm(qk, dim=-1, keepdim=True, dtype=acc)
+                        .clamp_min(1e-12).reciprocal().unbind(1))
 
         # Channel branch: logits = diag(1/|q|) (q k^T) diag(1/|k|) * t. q is normalised before the
         # product so that the reduction over N stays within +-|k| even in fp16.
@@ -187,6 +189,7 @@ class EPA(nn.Module):
         k_projected = k_projected * (inv_q * self.temperature2).to(q.dtype)
         # SDPA's fused CPU kernel needs unit-stride last dimensions; with transposed views it fell back
         # to the generic path, 4x slower forward (Synapse stage 1, 2 threads). Copying q is one pass.
+        # CUDA's flash and memory-efficient kernels require unit-stride last dimensions as well.
         query, key, value = (t.transpose(-2, -1).contiguous() for t in (q, k_projected, v_projected))
         dropout_p = self.attn_drop if self.training else 0.0
         if dropout_p > 0 and use_cpu_fast_paths(q):
