@@ -39,7 +39,8 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def _loss(output) -> torch.Tensor:
+def synthetic_loss(output: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """Mean square of every (deep-supervision) output: a loss that touches all outputs, in fp32."""
     outputs = output if isinstance(output, (list, tuple)) else [output]
     return sum(o.float().square().mean() for o in outputs)
 
@@ -118,7 +119,7 @@ def _child(name, factory, kwargs, input_shape, mode, device, repeats, threads, a
             def step():
                 optimizer.zero_grad(set_to_none=True)
                 with autocast:
-                    loss = _loss(run_network(x))
+                    loss = synthetic_loss(run_network(x))
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()

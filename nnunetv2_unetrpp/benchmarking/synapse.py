@@ -22,17 +22,29 @@ from nnunetv2_unetrpp.network_architecture import build_official_variant
 INPUT = (1, 1, 64, 128, 128)
 
 
-def plain_conv_unet() -> nn.Module:
+def plain_conv_unet(deep_supervision: bool = True) -> nn.Module:
     return PlainConvUNet(
         1, 6, (32, 64, 128, 256, 320, 320), nn.Conv3d, 3,
         [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]], 2, 14, 2, True,
         nn.InstanceNorm3d, {"eps": 1e-5, "affine": True}, None, None, nn.LeakyReLU, {"inplace": True},
-        deep_supervision=True,
+        deep_supervision=deep_supervision,
     )
 
 
-def unetrpp_synapse(fused: bool = True) -> nn.Module:
-    model = build_official_variant("synapse")
+def synapse_like_plan_unet(deep_supervision: bool = True) -> nn.Module:
+    """The PlainConvUNet nnU-Net plans for Synapse-like data (64x128x128 patch at 3x0.9x0.9 mm,
+    docs/BENCHMARKS.md section 4: 1x3x3 kernels in the first stage, strides [1,1,1], [1,2,2],
+    [2,2,2] x 4, two convolutions per decoder stage), with Synapse's 14 classes."""
+    return PlainConvUNet(
+        1, 6, (32, 64, 128, 256, 320, 320), nn.Conv3d, [[1, 3, 3]] + [[3, 3, 3]] * 5,
+        [[1, 1, 1], [1, 2, 2]] + [[2, 2, 2]] * 4, 2, 14, 2, True,
+        nn.InstanceNorm3d, {"eps": 1e-5, "affine": True}, None, None, nn.LeakyReLU, {"inplace": True},
+        deep_supervision=deep_supervision,
+    )
+
+
+def unetrpp_synapse(fused: bool = True, deep_supervision: bool = True) -> nn.Module:
+    model = build_official_variant("synapse", deep_supervision=deep_supervision)
     model.set_fused_attention(fused)
     return model
 

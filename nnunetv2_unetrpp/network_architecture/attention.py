@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
 from nnunetv2_unetrpp.network_architecture.functional import channel_linear
 
 #: Spatial-attention output layouts. "official" reproduces the authors' code, which reshapes a
@@ -115,9 +116,6 @@ class EPA(nn.Module):
     def num_tokens(self) -> int:
         return self.k_proj.weight.shape[1]
 
-    def _project_values(self, v: torch.Tensor) -> torch.Tensor:
-        return (self.v_proj or self.k_proj)(v)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] != self.num_tokens:
             raise ValueError(
@@ -134,7 +132,7 @@ class EPA(nn.Module):
         qkvv = self.qkvv(x).reshape(B, N, 4, h, d).permute(2, 0, 3, 4, 1)  # 4 x (B, h, d, N)
         q, k, v_channel, v_spatial = qkvv.unbind(0)
         k_projected = self.k_proj(k)  # (B, h, d, p), from the un-normalised keys
-        v_projected = self._project_values(v_spatial)
+        v_projected = (self.v_proj or self.k_proj)(v_spatial)
         q = F.normalize(q, dim=-1)
         k = F.normalize(k, dim=-1)
 
@@ -159,16 +157,22 @@ class EPA(nn.Module):
         """Same maths, channel-major: q, k, v are (B, h, d, N) views of one matmul output, the
         L2 norms and temperatures scale (d x d) and (d x p) tensors instead of (d x N) ones, and
         the spatial branch is one SDPA call. The result is a (B, N, C) view of a channel-major
-        buffer, so the caller's residual add and reshape to a volume stay copy-free."""
+        buffer, so the caller's residual add and reshape to a volume stay copy-free. Operations
+        that can serve q and k (the norms) or k and v (a shared E = F) at once do, which halves
+        their kernel launches."""
         B, N, C = x.shape
         h, d = self.num_heads, C // self.num_heads
-        qkvv = torch.matmul(self.qkvv.weight, x.transpose(1, 2))  # (B, 4C, N)
-        q, k, v_channel, v_spatial = qkvv.view(B, 4, h, d, N).unbind(1)  # (B, h, d, N) each
+        qkvv = torch.bmm(self.qkvv.weight.expand(B, -1, -1), x.transpose(1, 2))  # (B, 4C, N), no copy
+        # (q, k) and (v_channel, v_spatial) by unbind, not by slicing: an unbind's backward is one
+        # stack, a slice's writes into a zero-filled copy of the whole buffer
+        qk, vv = qkvv.view(B, 2, 2, h, d, N).unbind(1)
+        q, k = qk.unbind(1)  # (B, h, d, N) each
+        v_channel, v_spatial = vv.unbind(1)
 
-        # 1/||.|| over the tokens, accumulated in fp32: a sum of N squares overflows fp16.
-        acc = torch.promote_types(q.dtype, torch.float32)
-        inv_q = torch.linalg.vector_norm(q, dim=-1, keepdim=True, dtype=acc).clamp_min(1e-12).reciprocal()
-        inv_k = torch.linalg.vector_norm(k, dim=-1, keepdim=True, dtype=acc).clamp_min(1e-12).reciprocal()
+        # 1/||.|| over the tokens of q and k, accumulated in fp32: a sum of N squares overflows fp16.
+        acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+        inv_q, inv_k = (torch.linalg.vector_norm(qk, dim=-1, keepdim=True, dtype=acc)
+                        .clamp_min(1e-12).reciprocal().unbind(1))
 
         # Channel branch: logits = diag(1/|q|) (q k^T) diag(1/|k|) * t. q is normalised before the
         # product so that the reduction over N stays within +-|k| even in fp16.
@@ -178,13 +182,17 @@ class EPA(nn.Module):
         x_channel = torch.matmul(attn_channel, v_channel).view(B, C, N)
 
         # Spatial branch: q_hat^T k_p = q^T (diag(1/|q|) k_p); fold 1/|q| and t2 into the p keys.
-        k_projected = self.k_proj(k) * (inv_q * self.temperature2).to(q.dtype)  # (B, h, d, p)
-        v_projected = self._project_values(v_spatial)
+        if self.v_proj is None:  # E = F: one projection of k and v_spatial together
+            k_projected, v_projected = self.k_proj(torch.stack((k, v_spatial), 1)).unbind(1)  # (B, h, d, p) each
+        else:
+            k_projected, v_projected = self.k_proj(k), self.v_proj(v_spatial)
+        k_projected = k_projected * (inv_q * self.temperature2).to(q.dtype)
         # SDPA's fused CPU kernel needs unit-stride last dimensions; with transposed views it fell back
         # to the generic path, 4x slower forward (Synapse stage 1, 2 threads). Copying q is one pass.
+        # CUDA's flash and memory-efficient kernels require unit-stride last dimensions as well.
         query, key, value = (t.transpose(-2, -1).contiguous() for t in (q, k_projected, v_projected))
         dropout_p = self.attn_drop if self.training else 0.0
-        if dropout_p > 0 and q.device.type == "cpu":
+        if dropout_p > 0 and use_cpu_fast_paths(q):
             x_spatial = _cpu_attention_with_dropout(query, key, value, dropout_p)
         else:
             x_spatial = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, scale=1.0)

@@ -1,11 +1,11 @@
-"""Channels-last execution of the full-resolution branch.
+"""Channels-last execution of the full-resolution branch, a CPU fast path.
 
 On CPU, oneDNN runs the 3x3x3 convolutions of few channels over large volumes (16 channels at
 the full patch) about 2x faster forward and 1.8x faster forward+backward on channels-last
 tensors than on channel-first ones, which it reorders on every call (Synapse geometry, 2
 threads; see docs/BENCHMARKS.md). PyTorch's instance norm, however, always returns a
 channel-first tensor, which would undo the layout after every conv; the instance norms here
-are drop-in subclasses whose output is channels-last.
+are drop-in subclasses whose output is channels-last. On other devices (see `execution.py`) they are PyTorch's instance norms.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Type
 
 import torch
 from torch import nn
+
+from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
 
 
 def channels_last_format(ndim: int) -> torch.memory_format:
@@ -91,14 +93,15 @@ class _InstanceNormFunction(torch.autograd.Function):
 
 
 class _ChannelsLastInstanceNorm:
-    """Instance norm with a channels-last output, whatever the input's layout.
+    """Instance norm with a channels-last output, whatever the input's layout, on the CPU path;
+    PyTorch's own instance norm on the others.
 
     Converting here rather than trusting the conv's output matters for one-channel inputs,
     whose layout is ambiguous, so that PyTorch computes the first conv channel-first.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.track_running_stats or x.ndim not in (4, 5):
+        if self.track_running_stats or x.ndim not in (4, 5) or not use_cpu_fast_paths(x):
             return super().forward(x)
         return _InstanceNormFunction.apply(to_channels_last(x), self.weight, self.bias, self.eps)
 

@@ -2,21 +2,32 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from nnunetv2_unetrpp.network_architecture.channels_last import is_channels_last
+from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
+
+_CONV = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}
 
 
 def channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """A linear map over the channels of a channel-major (B, C, *spatial) tensor.
+    """A linear map over the channels of a channel-major (B, C, *spatial) tensor, with `weight`
+    (C_out, C_in) or a 1x1(x1) convolution's (C_out, C_in, 1, ...). Returns channel-first.
 
-    Equals a 1x1(x1) convolution with `weight` (C_out, C_in, 1, ...), but runs as one batched
-    matmul: on CPU, oneDNN's 1x1 convolutions were 2.4x slower forward+backward for the
-    full-resolution head (16 -> 14 channels at 64x128x128, 2 threads).
-
-    The output is channel-first for either input layout. A channels-last input is a batch of
-    column-major (C, N) matrices, which `torch.mm` multiplies without a copy and whose gradient
-    it returns column-major again, i.e. channels-last like the input.
+    Off the CPU path (see `execution.py`) it is that 1x1 convolution: one cuDNN kernel each way,
+    whose weight cast autocast caches. On CPU, `_cpu_channel_linear`.
     """
+    if use_cpu_fast_paths(x):
+        return _cpu_channel_linear(x, weight, bias)
+    return _CONV[x.ndim](x, weight.view(weight.shape[0], -1, *(1,) * (x.ndim - 2)), bias)
+
+
+def _cpu_channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """`channel_linear` as batched matmuls: oneDNN's 1x1 convolutions were 2.4x slower
+    forward+backward for the full-resolution head (16 -> 14 channels at 64x128x128, 2 threads).
+    A channels-last input is a batch of column-major (C, N) matrices, which `torch.mm` multiplies
+    without a copy and whose gradient it returns column-major again, i.e. channels-last like the
+    input."""
     B, _, *spatial = x.shape
     w = weight.reshape(weight.shape[0], -1).to(x.dtype)
     b = None if bias is None else bias.to(x.dtype)[:, None]

@@ -28,6 +28,7 @@ from torch.nn.modules.conv import _ConvNd
 
 from nnunetv2_unetrpp.network_architecture.attention import EPA, TokenProjection
 from nnunetv2_unetrpp.network_architecture.channels_last import channels_last_norm, to_channels_last
+from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
 from nnunetv2_unetrpp.network_architecture.functional import channel_linear
 from nnunetv2_unetrpp.network_architecture.transformer_block import TransformerBlock, residual_conv_block
 
@@ -65,7 +66,7 @@ def _group_norm(groups: int, channels: int) -> nn.GroupNorm:
 
 class UpBlock(nn.Module):
     """Transposed conv (kernel = stride), add the skip, then `blocks`; with `channels_last` the
-    upsampling runs and returns channels-last (see `channels_last.py`)."""
+    upsampling runs and returns channels-last on the CPU path (see `channels_last.py`)."""
 
     def __init__(self, upsample: nn.Module, blocks: nn.Sequential, channels_last: bool = False) -> None:
         super().__init__()
@@ -74,7 +75,7 @@ class UpBlock(nn.Module):
         self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
+        if self.channels_last and use_cpu_fast_paths(x):
             x = to_channels_last(x)
         return self.blocks(self.upsample(x) + skip)
 
@@ -185,8 +186,8 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
         self.stem_stride, self.strides = stem_stride, strides
         self.input_channels, self.num_classes = input_channels, num_classes
 
-        # The full-resolution blocks run channels-last; PyTorch's instance norms get their twins
-        # that keep that layout (same maths, same state_dict).
+        # On the CPU path the full-resolution blocks run channels-last; PyTorch's instance norms get
+        # their twins that keep that layout (same maths, same state_dict; stock on other devices).
         norm_op = channels_last_norm(norm_op or get_matching_instancenorm(conv_op))
         norm_op_kwargs = {"eps": 1e-5, "affine": False} if norm_op_kwargs is None else norm_op_kwargs
         block_norm_op = block_norm_op or get_matching_batchnorm(conv_op)
@@ -304,4 +305,5 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         self._check_input(x)
-        return self.decoder(self.encoder(x), self.conv_branch(to_channels_last(x)))
+        full_resolution = to_channels_last(x) if use_cpu_fast_paths(x) else x
+        return self.decoder(self.encoder(x), self.conv_branch(full_resolution))

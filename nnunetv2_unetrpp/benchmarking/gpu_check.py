@@ -1,0 +1,357 @@
+"""`python -m nnunetv2_unetrpp.benchmarking.gpu_check`: what a GPU reviewer needs, in one run.
+
+    python -m nnunetv2_unetrpp.benchmarking.gpu_check [--device cuda] [-o gpu_check.json] [--quick]
+
+At the Synapse geometry (input 1x64x128x128, 14 classes, batch 2) and for three networks,
+measured interleaved in one process (a slow phase of the machine then hits all alike):
+UNETR++ (fast attention path), UNETR++ on the reference attention path (it computes as the
+authors' code does) and the PlainConvUNet nnU-Net plans for Synapse-like data:
+
+1. kernel-level aten operations per training step, counted on the meta device (`op_count.py`);
+2. the training step (forward, backward with deep supervision, SGD with Nesterov momentum and
+   gradient clipping at 12, as nnU-Net trains) in fp32, with AMP (fp16 autocast and a grad
+   scaler on CUDA, bf16 on CPU) and with AMP + torch.compile: median time and peak memory;
+3. sliding-window prediction of one 128x256x256 volume as nnU-Net predicts (`sliding_window.py`:
+   nnU-Net's predictor where installed);
+4. the issue's GPU goals: UNETR++'s step at most 0.5x PlainConvUNet's and at least 1.3x faster
+   than the reference path, its peak memory below PlainConvUNet's.
+
+Needs only torch, dynamic-network-architectures and this package. Writes the results as JSON
+(rewritten after every phase, so an interrupted run keeps what it measured) and a Markdown table
+next to it. Peak memory is that of the CUDA allocator, attributed to each network as if it ran
+alone (its parameters and optimizer state plus what its step allocates); PyTorch keeps no CPU
+allocator statistics, so on CPU it is left out. `--quick` runs tiny networks on a tiny volume:
+a smoke test of this script (on CPU in well under two minutes), not a measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import platform
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from dynamic_network_architectures.architectures.unet import PlainConvUNet
+from torch import nn
+
+from nnunetv2_unetrpp.benchmarking.measure import synthetic_loss
+from nnunetv2_unetrpp.benchmarking.op_count import count_training_step
+from nnunetv2_unetrpp.benchmarking.sliding_window import predict_volume
+from nnunetv2_unetrpp.benchmarking.synapse import synapse_like_plan_unet, unetrpp_synapse
+from nnunetv2_unetrpp.network_architecture import UNETRPP
+from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
+
+UNETRPP_FUSED, UNETRPP_REFERENCE, NNUNET = "UNETR++", "UNETR++ (reference attention)", "nnU-Net PlainConvUNet"
+MODES = {"fp32": (False, False), "amp": (True, False), "amp+compile": (True, True)}  # (autocast, compile)
+GOALS = {"train_step_vs_nnunet_max": 0.5, "speedup_vs_reference_min": 1.3, "peak_memory_vs_nnunet_max": 1.0}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What is measured: patch, batch, sliding-window volume, and the networks by name (each a
+    factory taking `deep_supervision`)."""
+
+    name: str
+    patch: tuple[int, ...]
+    batch: int
+    num_classes: int
+    volume: tuple[int, ...]
+    networks: dict[str, Callable[[bool], nn.Module]]
+
+
+def synapse_geometry() -> Geometry:
+    return Geometry("Synapse", (64, 128, 128), 2, 14, (128, 256, 256), {
+        UNETRPP_FUSED: lambda ds: unetrpp_synapse(fused=True, deep_supervision=ds),
+        UNETRPP_REFERENCE: lambda ds: unetrpp_synapse(fused=False, deep_supervision=ds),
+        NNUNET: lambda ds: synapse_like_plan_unet(deep_supervision=ds),
+    })
+
+
+def _tiny_unetrpp(fused: bool, deep_supervision: bool) -> nn.Module:
+    model = UNETRPP(1, 14, (16, 32, 32), stem_stride=(2, 4, 4), feature_size=8, dims=(8, 16, 16, 32),
+                    depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2, proj_sizes=(8, 8, 8, 4), decoder_proj_size=8,
+                    spatial_layout="official", deep_supervision=deep_supervision)
+    model.set_fused_attention(fused)
+    return model
+
+
+def _tiny_plain_conv_unet(deep_supervision: bool) -> nn.Module:
+    return PlainConvUNet(1, 4, (8, 16, 32, 32), nn.Conv3d, [[1, 3, 3]] + [[3, 3, 3]] * 3,
+                         [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]], 2, 14, 2, True, nn.InstanceNorm3d,
+                         {"eps": 1e-5, "affine": True}, None, None, nn.LeakyReLU, {"inplace": True},
+                         deep_supervision=deep_supervision)
+
+
+def quick_geometry() -> Geometry:
+    return Geometry("quick (tiny networks)", (16, 32, 32), 2, 14, (24, 32, 48), {
+        UNETRPP_FUSED: lambda ds: _tiny_unetrpp(True, ds),
+        UNETRPP_REFERENCE: lambda ds: _tiny_unetrpp(False, ds),
+        NNUNET: _tiny_plain_conv_unet,
+    })
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _state_bytes(network: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    tensors = [*network.parameters(), *network.buffers()]
+    tensors += [t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor)]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class _Trainee:
+    """One network with nnU-Net's optimizer recipe and a training step in one precision mode."""
+
+    def __init__(self, network: nn.Module, device: torch.device, amp: bool, compile_backend: str | None) -> None:
+        self.network = network.to(device).train()
+        self.run = torch.compile(self.network, backend=compile_backend) if compile_backend else self.network
+        self.optimizer = torch.optim.SGD(self.network.parameters(), lr=1e-2, momentum=0.99, nesterov=True,
+                                         weight_decay=3e-5)
+        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.autocast = torch.autocast(device.type, dtype=dtype) if amp else nullcontext()
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
+
+    def step(self, x: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast:
+            loss = synthetic_loss(self.run(x))
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+
+def measure_training(geometry: Geometry, device: torch.device, mode: str, repeats: int, rounds: int,
+                     compile_backend: str) -> dict[str, dict]:
+    """Median training-step time (over rounds of `repeats` steps, networks alternating) and peak
+    memory of every network in `mode`."""
+    amp, compiled = MODES[mode]
+    x = torch.randn(geometry.batch, 1, *geometry.patch, device=device)
+    trainees = {}
+    for name, factory in geometry.networks.items():
+        torch.manual_seed(0)
+        trainees[name] = _Trainee(factory(True), device, amp, compile_backend if compiled else None)
+    results = {name: {"rounds_s": []} for name in trainees}
+    start = time.perf_counter()
+    for name, t in trainees.items():  # warm-up: compilation, cuDNN autotuning, optimizer state
+        t0 = time.perf_counter()
+        for _ in range(2):
+            t.step(x)
+        _sync(device)
+        results[name]["warmup_s"] = time.perf_counter() - t0
+    for round_ in range(rounds):
+        for name, t in trainees.items():
+            for other in trainees.values():  # no gradients held: the step allocates its own
+                other.optimizer.zero_grad(set_to_none=True)
+            _sync(device)
+            if device.type == "cuda":
+                before = torch.cuda.memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                t.step(x)
+                _sync(device)
+                times.append(time.perf_counter() - t0)
+            results[name]["rounds_s"].append(statistics.median(times))
+            if device.type == "cuda" and round_ == 0:
+                step_bytes = torch.cuda.max_memory_allocated(device) - before
+                results[name]["peak_memory_mb"] = (_state_bytes(t.network, t.optimizer) + step_bytes) / 2**20
+    for name, r in results.items():
+        r["train_step_s"] = statistics.median(r["rounds_s"])
+        r.setdefault("peak_memory_mb", None)
+    results["_wall_s"] = time.perf_counter() - start
+    del trainees
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return results
+
+
+def measure_sliding_window(geometry: Geometry, device: torch.device) -> dict[str, dict]:
+    """One sliding-window prediction of a random volume per network (after a warm-up tile)."""
+    image = torch.randn(1, *geometry.volume)
+    results = {}
+    for name, factory in geometry.networks.items():
+        torch.manual_seed(0)
+        network = factory(False).to(device).eval()
+        tile = torch.randn(1, 1, *geometry.patch, device=device)
+        autocast = torch.autocast("cuda") if device.type == "cuda" else nullcontext()
+        with torch.inference_mode(), autocast:
+            network(tile)
+        _sync(device)
+        if device.type == "cuda":
+            before = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        logits, how = predict_volume(network, image, geometry.patch, geometry.num_classes, device)
+        _sync(device)
+        results[name] = {"sliding_window_s": time.perf_counter() - t0, "predictor": how,
+                         "finite": bool(torch.isfinite(logits).all())}
+        if device.type == "cuda":
+            params = sum(p.numel() * p.element_size() for p in network.parameters())
+            results[name]["peak_memory_mb"] = (torch.cuda.max_memory_allocated(device) - before + params) / 2**20
+        del network, logits
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return results
+
+
+def goals(training: dict[str, dict]) -> dict[str, dict]:
+    """Per mode, UNETR++'s step relative to PlainConvUNet and to the reference path, and memory."""
+    out = {}
+    for mode, r in training.items():
+        ours, ref, base = r[UNETRPP_FUSED], r[UNETRPP_REFERENCE], r[NNUNET]
+        g = {"train_step_vs_nnunet": ours["train_step_s"] / base["train_step_s"],
+             "speedup_vs_reference": ref["train_step_s"] / ours["train_step_s"]}
+        g["train_step_vs_nnunet_met"] = g["train_step_vs_nnunet"] <= GOALS["train_step_vs_nnunet_max"]
+        g["speedup_vs_reference_met"] = g["speedup_vs_reference"] >= GOALS["speedup_vs_reference_min"]
+        if ours["peak_memory_mb"] is not None:
+            g["peak_memory_vs_nnunet"] = ours["peak_memory_mb"] / base["peak_memory_mb"]
+            g["peak_memory_vs_nnunet_met"] = g["peak_memory_vs_nnunet"] < GOALS["peak_memory_vs_nnunet_max"]
+        out[mode] = g
+    return out
+
+
+def _environment(device: torch.device) -> dict:
+    env = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
+           "execution_path": "cpu fast paths" if use_cpu_fast_paths(torch.empty(0, device=device)) else "device",
+           "torch_threads": torch.get_num_threads()}
+    for package in ("dynamic_network_architectures", "nnunetv2"):
+        try:
+            env[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            env[package] = None
+    if device.type == "cuda":
+        env.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version(), cudnn_benchmark=torch.backends.cudnn.benchmark,
+                   matmul_tf32=torch.backends.cuda.matmul.allow_tf32, cudnn_tf32=torch.backends.cudnn.allow_tf32)
+    return env
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(results: dict) -> str:
+    """The results as Markdown tables."""
+    env, geometry = results["environment"], results["geometry"]
+    lines = [f"GPU check on {env.get('gpu', env['device'])} (torch {env['torch']}, execution path: "
+             f"{env['execution_path']}); {geometry['name']}: patch {'x'.join(map(str, geometry['patch']))}, "
+             f"batch {geometry['batch']}, volume {'x'.join(map(str, geometry['volume']))}", ""]
+    if "op_counts" in results:
+        lines += ["| network | aten ops per training step (meta device) |", "|---|---|"]
+        lines += [f"| {name} | {n} |" for name, n in results["op_counts"].items()] + [""]
+    if results.get("training"):
+        lines += ["| mode | network | training step (s) | peak memory (MB) | step / nnU-Net | memory / nnU-Net |",
+                  "|---|---|---|---|---|---|"]
+        for mode, r in results["training"].items():
+            base = r[NNUNET]
+            for name in (UNETRPP_FUSED, UNETRPP_REFERENCE, NNUNET):
+                m = r[name]
+                mem_ratio = None if m["peak_memory_mb"] is None else m["peak_memory_mb"] / base["peak_memory_mb"]
+                lines.append(f"| {mode} | {name} | {m['train_step_s']:.4f} | {_fmt(m['peak_memory_mb'], '.0f')} | "
+                             f"{m['train_step_s'] / base['train_step_s']:.3f} | {_fmt(mem_ratio, '.3f')} |")
+        lines.append("")
+    if results.get("goals"):
+        lines += ["| mode | UNETR++ step / nnU-Net (goal <= 0.5) | speed-up over reference (goal >= 1.3) | "
+                  "peak memory / nnU-Net (goal < 1) |", "|---|---|---|---|"]
+        for mode, g in results["goals"].items():
+            mark = {True: " (met)", False: " (missed)"}
+            lines.append(f"| {mode} | {g['train_step_vs_nnunet']:.3f}{mark[g['train_step_vs_nnunet_met']]} | "
+                         f"{g['speedup_vs_reference']:.2f}x{mark[g['speedup_vs_reference_met']]} | "
+                         f"{_fmt(g.get('peak_memory_vs_nnunet'), '.3f')}"
+                         f"{mark.get(g.get('peak_memory_vs_nnunet_met'), '')} |")
+        lines.append("")
+    if results.get("sliding_window"):
+        lines += ["| network | sliding window (s) | peak memory (MB) | predictor |", "|---|---|---|---|"]
+        for name, m in results["sliding_window"].items():
+            lines.append(f"| {name} | {m['sliding_window_s']:.2f} | {_fmt(m.get('peak_memory_mb'), '.0f')} | "
+                         f"{m['predictor']} |")
+        lines.append("")
+    if results.get("errors"):
+        lines += ["Errors:", *[f"- {phase}: {message}" for phase, message in results["errors"].items()], ""]
+    lines.append(f"Total wall time {results['wall_s']:.0f} s.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nnunetv2_unetrpp.benchmarking.gpu_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("-o", "--output", type=Path, default=Path("gpu_check.json"),
+                        help="JSON results; the Markdown table goes next to it (.md)")
+    parser.add_argument("--quick", action="store_true", help="tiny networks and volume: a smoke test of the script")
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps per round (default 5; quick: 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3; quick: 1)")
+    parser.add_argument("--compile-backend", default=None,
+                        help="torch.compile backend (default inductor, as nnU-Net; with --quick on CPU aot_eager, "
+                             "which traces forward and backward graphs without the C++ compilation)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads on CPU (default: torch's; quick: 1, which on a busy machine avoids "
+                             "OpenMP threads waiting on each other: tiny forwards took 30 ms with 1 thread, 1.2 s "
+                             "with 2 on 2 shared cores)")
+    parser.add_argument("--no-sliding-window", action="store_true")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if args.threads or args.quick:
+        torch.set_num_threads(args.threads or 1)
+    geometry = quick_geometry() if args.quick else synapse_geometry()
+    repeats = args.repeats or (2 if args.quick else 5)
+    rounds = args.rounds or (1 if args.quick else 3)
+    backend = args.compile_backend or ("aot_eager" if args.quick and device.type == "cpu" else "inductor")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as nnUNetv2_train sets it
+
+    start = time.perf_counter()
+    results: dict = {"environment": _environment(device), "compile_backend": backend, "repeats": repeats,
+                     "rounds": rounds, "geometry": {"name": geometry.name, "patch": geometry.patch,
+                                                    "batch": geometry.batch, "volume": geometry.volume},
+                     "training": {}, "errors": {}}
+
+    def save() -> None:
+        results["wall_s"] = time.perf_counter() - start
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=2))
+        args.output.with_suffix(".md").write_text(markdown(results) + "\n")
+
+    phases: list[tuple[str, Callable[[], None]]] = [
+        ("op_counts", lambda: results.__setitem__("op_counts", {
+            name: sum(count_training_step(lambda f=factory: f(True), (geometry.batch, 1, *geometry.patch)).values())
+            for name, factory in geometry.networks.items()})),
+    ]
+    for mode in args.modes:
+        phases.append((f"training {mode}", lambda mode=mode: results["training"].__setitem__(
+            mode, measure_training(geometry, device, mode, repeats, rounds, backend))))
+    if not args.no_sliding_window:
+        phases.append(("sliding_window", lambda: results.__setitem__(
+            "sliding_window", measure_sliding_window(geometry, device))))
+    for phase, run in phases:
+        t0 = time.perf_counter()
+        print(f"[gpu_check] {phase} ...", flush=True)
+        try:
+            run()
+        except Exception as e:  # keep the other phases' numbers; the error is reported in the results
+            results["errors"][phase] = f"{type(e).__name__}: {e}"
+            print(f"[gpu_check] {phase} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        results.setdefault("phase_wall_s", {})[phase] = time.perf_counter() - t0
+        if results["training"]:
+            results["goals"] = goals(results["training"])
+        save()
+    print(markdown(results))
+    print(f"\nwrote {args.output} and {args.output.with_suffix('.md')}")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Kernel-level aten operations of one training step, counted on the meta device.
+
+    python -m nnunetv2_unetrpp.benchmarking.op_count [--batch 2] [--policy device|cpu]
+
+The meta device dispatches what any non-CPU device would, without computing, so the count is
+the number of operations a GPU step launches (each a kernel plus Python dispatch overhead, and
+each a node torch.compile has to trace), free of any GPU. View-only operations (reshape,
+transpose, ...) launch no kernel and are not counted. Caveat: meta decomposes SDPA into its math
+operations (about 20 per call, forward and backward), where CUDA runs one kernel each way.
+"""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from nnunetv2_unetrpp.benchmarking.measure import synthetic_loss
+from nnunetv2_unetrpp.benchmarking.synapse import INPUT, synapse_like_plan_unet, unetrpp_synapse
+from nnunetv2_unetrpp.network_architecture.execution import execution_policy
+
+#: aten operations that only create views (or alias metadata): no kernel, no memory traffic.
+VIEW_OPS = frozenset({
+    "alias", "as_strided", "chunk", "detach", "diagonal", "expand", "expand_as", "flatten", "lift_fresh",
+    "movedim", "narrow", "permute", "reshape", "select", "slice", "split", "split_with_sizes", "squeeze", "t",
+    "transpose", "unbind", "unflatten", "unfold", "unsqueeze", "view", "view_as", "_reshape_alias", "_unsafe_view",
+})
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten operations dispatched inside the `with` block, by name, views excluded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name not in VIEW_OPS:
+            self.counts[name] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def count_training_step(factory: Callable[[], nn.Module], input_shape: tuple[int, ...],
+                        policy: str | None = None) -> Counter[str]:
+    """Operations of forward + backward of `factory()` (built on the meta device, training mode)
+    on an input of `input_shape`, with the synthetic loss of the benchmarks; `policy` forces an
+    execution path (see `network_architecture/execution.py`)."""
+    with torch.device("meta"):
+        network = factory().train()
+    x = torch.empty(input_shape, device="meta")
+    with execution_policy(policy), OpCounter() as counter:
+        synthetic_loss(network(x)).backward()
+    return counter.counts
+
+
+NETWORKS: dict[str, Callable[[bool], nn.Module]] = {
+    "UNETR++": lambda ds: unetrpp_synapse(fused=True, deep_supervision=ds),
+    "UNETR++ (reference attention)": lambda ds: unetrpp_synapse(fused=False, deep_supervision=ds),
+    "nnU-Net PlainConvUNet (Synapse-like plan)": lambda ds: synapse_like_plan_unet(deep_supervision=ds),
+}
+
+
+def count_all(batch: int = 2, policy: str | None = None) -> dict[str, dict[str, int]]:
+    """Training-step operation counts of the Synapse-geometry networks, deep supervision on and off."""
+    shape = (batch, *INPUT[1:])
+    return {name: {f"deep_supervision_{'on' if ds else 'off'}": sum(count_training_step(
+        lambda: factory(ds), shape, policy).values()) for ds in (True, False)} for name, factory in NETWORKS.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--policy", choices=["device", "cpu"], default=None,
+                        help="force an execution path (default: the meta device's, i.e. the non-CPU one)")
+    parser.add_argument("--top", type=int, default=0, help="also list the most frequent operations of UNETR++")
+    args = parser.parse_args(argv)
+    counts = count_all(args.batch, args.policy)
+    print(f"aten operations per training step (forward + backward), input {args.batch}x{'x'.join(map(str, INPUT[1:]))}, "
+          f"meta device, policy {args.policy or 'by device'}\n")
+    print("| network | deep supervision on | deep supervision off |\n|---|---|---|")
+    for name, c in counts.items():
+        print(f"| {name} | {c['deep_supervision_on']} | {c['deep_supervision_off']} |")
+    if args.top:
+        ops = count_training_step(lambda: NETWORKS["UNETR++"](True), (args.batch, *INPUT[1:]), args.policy)
+        print("\n" + "\n".join(f"{n:6d} {op}" for op, n in ops.most_common(args.top)))
+
+
+if __name__ == "__main__":
+    main()
