@@ -8,7 +8,7 @@ DEPENDENCIES = runpy.run_path(str(Path(__file__).resolve().parent / "nnunetv2_un
 
 setup(
     name="nnunetv2_unetrpp",
-    version="0.1.0",
+    version="0.2.0",
     description="UNETR++ (Shaker et al., IEEE TMI 2024) as nnU-Net v2 trainers, with a fair comparison against stock nnU-Net",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

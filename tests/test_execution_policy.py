@@ -48,9 +48,9 @@ def test_policy_follows_the_device_and_can_be_forced():
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("variant", [
-    dict(share_kv_projection=True, projection_bias=True, fusion="concat", spatial_layout="official"),
-    dict(share_kv_projection=False, projection_bias=True, fusion="concat", num_conv_blocks=2),
-    dict(share_kv_projection=True, projection_bias=False, fusion="sum"),
+    dict(share_ef_projection=True, projection_bias=True, fusion="concat", spatial_layout="official"),
+    dict(share_ef_projection=False, projection_bias=True, fusion="concat", num_conv_blocks=2),
+    dict(share_ef_projection=True, projection_bias=False, fusion="sum"),
 ], ids=["synapse", "acdc", "tumor"])
 def test_both_policies_compute_the_same_outputs_and_gradients(geometry, batch, variant):
     torch.manual_seed(0)

@@ -89,9 +89,9 @@ def test_state_dict_round_trip_with_and_without_deep_supervision():
 
 @pytest.mark.parametrize("layout", ["official", "corrected"])
 @pytest.mark.parametrize("variant", [
-    dict(share_kv_projection=True, projection_bias=True, fusion="concat", num_conv_blocks=1),
-    dict(share_kv_projection=False, projection_bias=True, fusion="concat", num_conv_blocks=2),
-    dict(share_kv_projection=True, projection_bias=False, fusion="sum", num_conv_blocks=1),
+    dict(share_ef_projection=True, projection_bias=True, fusion="concat", num_conv_blocks=1),
+    dict(share_ef_projection=False, projection_bias=True, fusion="concat", num_conv_blocks=2),
+    dict(share_ef_projection=True, projection_bias=False, fusion="sum", num_conv_blocks=1),
 ], ids=["synapse", "acdc", "tumor"])
 def test_fast_path_equals_reference_path_outputs_and_gradients(layout, variant):
     # float64, so that the comparison is not blurred by BatchNorm over tiny grids amplifying round-off
@@ -137,10 +137,10 @@ def test_official_initialisation():
     block = model.encoder.stages[0][0]
     qkvv = block.attention.qkvv.weight
     assert abs(qkvv.std().item() - 0.02) < 0.002 and qkvv.abs().max() <= 2.0
-    assert abs(block.attention.k_proj.weight.std().item() - 0.02) < 0.002
-    assert torch.all(block.attention.k_proj.bias == 0) and torch.all(block.attention.spatial_out.bias == 0)
+    assert abs(block.attention.e_proj.weight.std().item() - 0.02) < 0.002
+    assert torch.all(block.attention.e_proj.bias == 0) and torch.all(block.attention.spatial_out.bias == 0)
     assert torch.all(block.gamma == 1e-6) and torch.all(block.pos_embed == 0)
-    assert torch.all(block.attention.temperature == 1) and torch.all(block.attention.temperature2 == 1)
+    assert torch.all(block.attention.channel_temperature == 1) and torch.all(block.attention.spatial_temperature == 1)
     # decoder Linears keep PyTorch's default: uniform(+-1/sqrt(fan_in))
     dec = model.decoder.stages[0].blocks[0].attention
     fan_in = dec.qkvv.weight.shape[1]
@@ -172,3 +172,22 @@ def test_attention_dropout_is_unbiased_and_drops_at_rate_p(fused):
     assert not torch.allclose(samples[0], samples[1])  # dropout is active in training
     error = (samples.mean(0) - expected).norm() / expected.norm()
     assert error < 0.05, f"mean over 400 dropout draws deviates by {error:.3f}"
+
+
+def test_state_dict_of_version_0_1_0_loads():
+    """Version 0.1.0 named E/F `k_proj`/`v_proj` and the temperatures `temperature`/`temperature2`."""
+    import re
+    source = tiny((16, 32, 32), stem_stride=(2, 4, 4), share_ef_projection=False).eval()
+    old_names = {}
+    for key, value in source.state_dict().items():
+        old = re.sub(r"\.attention\.e_proj\.", ".attention.k_proj.", key)
+        old = re.sub(r"\.attention\.f_proj\.", ".attention.v_proj.", old)
+        old = re.sub(r"\.attention\.channel_temperature$", ".attention.temperature", old)
+        old = re.sub(r"\.attention\.spatial_temperature$", ".attention.temperature2", old)
+        old_names[old] = value
+    assert any(".attention.v_proj." in k for k in old_names) and any(k.endswith(".temperature2") for k in old_names)
+    target = tiny((16, 32, 32), stem_stride=(2, 4, 4), share_ef_projection=False).eval()
+    target.load_state_dict(old_names, strict=True)
+    x = torch.randn(1, 1, 16, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), source(x), rtol=0, atol=0)

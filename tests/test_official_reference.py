@@ -143,5 +143,5 @@ def test_converter_handles_variants_without_reference_outputs(variant):
     model.load_state_dict(convert_official_state_dict(official, variant), strict=True)
     if variant == "tumor":  # the (N, p) matrix is stored transposed, as a (p, N) token projection
         ef = official["unetr_pp_encoder.stages.0.0.epa_block.EF"]
-        assert torch.equal(model.encoder.stages[0][0].attention.k_proj.weight, ef.t())
-        assert model.encoder.stages[0][0].attention.v_proj is None
+        assert torch.equal(model.encoder.stages[0][0].attention.e_proj.weight, ef.t())
+        assert model.encoder.stages[0][0].attention.f_proj is None

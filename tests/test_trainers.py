@@ -159,6 +159,19 @@ def test_synapse_geometry_variant_accepts_converted_official_weights():
     assert network.state_dict().keys() == build_official_variant("synapse").state_dict().keys()
 
 
+def test_plans_of_version_0_1_0_rebuild_the_network():
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from nnunetv2_unetrpp.trainers.plans_geometry import PLANS_KEY
+    plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2]])
+    prepare_configuration(plans, "cfg")
+    arch = plans["configurations"]["cfg"][PLANS_KEY]
+    del arch["share_ef_projection"]
+    arch["share_kv_projection"] = False  # the 0.1.0 name; two projections
+    manager = PlansManager(plans)
+    network = nnUNetTrainerUNETRPP.build_network_architecture(manager, manager.get_configuration("cfg"), 2, 3, False)
+    assert network.encoder.stages[0][0].attention.f_proj is not None
+
+
 def test_synapse_geometry_variant_refuses_a_2d_configuration():
     plans = plans_with((64, 64), [[1, 1], [2, 2], [2, 2]])
     with pytest.raises(ValueError, match="is 2D but this UNETR.. variant needs a 3D patch"):

@@ -68,7 +68,7 @@ class EPA(nn.Module):
         proj_size: p, the number of projected tokens of the spatial branch.
         num_heads: h; every head has d = C / h channels.
         attn_drop: dropout on both attention maps.
-        share_kv_projection: one projection serves E and F (Synapse, BraTS) or two (ACDC, Lung).
+        share_ef_projection: one projection serves E and F (Synapse, BraTS) or two (ACDC, Lung).
         projection_bias: E/F have a bias (Synapse, ACDC, Lung) or not (BraTS).
         fusion: "concat" of C/2 projections of both branches (spatial first) or "sum" (BraTS).
         spatial_layout: see `SPATIAL_LAYOUTS`.
@@ -81,7 +81,7 @@ class EPA(nn.Module):
         proj_size: int,
         num_heads: int = 4,
         attn_drop: float = 0.1,
-        share_kv_projection: bool = True,
+        share_ef_projection: bool = True,
         projection_bias: bool = True,
         fusion: str = "concat",
         spatial_layout: str = "official",
@@ -102,10 +102,10 @@ class EPA(nn.Module):
         self.fused = True
 
         self.qkvv = nn.Linear(channels, 4 * channels, bias=False)
-        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
-        self.temperature2 = nn.Parameter(torch.ones(num_heads, 1, 1))
-        self.k_proj = TokenProjection(num_tokens, proj_size, projection_bias)
-        self.v_proj = None if share_kv_projection else TokenProjection(num_tokens, proj_size, projection_bias)
+        self.channel_temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.spatial_temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.e_proj = TokenProjection(num_tokens, proj_size, projection_bias)
+        self.f_proj = None if share_ef_projection else TokenProjection(num_tokens, proj_size, projection_bias)
         if fusion == "concat":
             self.spatial_out = nn.Linear(channels, channels // 2)
             self.channel_out = nn.Linear(channels, channels // 2)
@@ -114,7 +114,7 @@ class EPA(nn.Module):
 
     @property
     def num_tokens(self) -> int:
-        return self.k_proj.weight.shape[1]
+        return self.e_proj.weight.shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] != self.num_tokens:
@@ -131,16 +131,16 @@ class EPA(nn.Module):
         h, d = self.num_heads, C // self.num_heads
         qkvv = self.qkvv(x).reshape(B, N, 4, h, d).permute(2, 0, 3, 4, 1)  # 4 x (B, h, d, N)
         q, k, v_channel, v_spatial = qkvv.unbind(0)
-        k_projected = self.k_proj(k)  # (B, h, d, p), from the un-normalised keys
-        v_projected = (self.v_proj or self.k_proj)(v_spatial)
+        k_projected = self.e_proj(k)  # (B, h, d, p), from the un-normalised keys
+        v_projected = (self.f_proj or self.e_proj)(v_spatial)
         q = F.normalize(q, dim=-1)
         k = F.normalize(k, dim=-1)
 
-        attn_channel = (q @ k.transpose(-2, -1)) * self.temperature  # (B, h, d, d)
+        attn_channel = (q @ k.transpose(-2, -1)) * self.channel_temperature  # (B, h, d, d)
         attn_channel = self.channel_dropout(attn_channel.softmax(dim=-1))
         x_channel = (attn_channel @ v_channel).permute(0, 3, 1, 2).reshape(B, N, C)
 
-        attn_spatial = (q.transpose(-2, -1) @ k_projected) * self.temperature2  # (B, h, N, p)
+        attn_spatial = (q.transpose(-2, -1) @ k_projected) * self.spatial_temperature  # (B, h, N, p)
         attn_spatial = self.spatial_dropout(attn_spatial.softmax(dim=-1))
         x_spatial = attn_spatial @ v_projected.transpose(-2, -1)  # (B, h, N, d)
         if self.spatial_layout == "official":
@@ -177,16 +177,16 @@ class EPA(nn.Module):
         # Channel branch: logits = diag(1/|q|) (q k^T) diag(1/|k|) * t. q is normalised before the
         # product so that the reduction over N stays within +-|k| even in fp16.
         q_hat = q * inv_q.to(q.dtype)
-        logits = torch.matmul(q_hat, k.transpose(-2, -1)) * (inv_k.transpose(-2, -1) * self.temperature).to(q.dtype)
+        logits = torch.matmul(q_hat, k.transpose(-2, -1)) * (inv_k.transpose(-2, -1) * self.channel_temperature).to(q.dtype)
         attn_channel = self.channel_dropout(logits.softmax(dim=-1))
         x_channel = torch.matmul(attn_channel, v_channel).view(B, C, N)
 
         # Spatial branch: q_hat^T k_p = q^T (diag(1/|q|) k_p); fold 1/|q| and t2 into the p keys.
-        if self.v_proj is None:  # E = F: one projection of k and v_spatial together
-            k_projected, v_projected = self.k_proj(torch.stack((k, v_spatial), 1)).unbind(1)  # (B, h, d, p) each
+        if self.f_proj is None:  # E = F: one projection of k and v_spatial together
+            k_projected, v_projected = self.e_proj(torch.stack((k, v_spatial), 1)).unbind(1)  # (B, h, d, p) each
         else:
-            k_projected, v_projected = self.k_proj(k), self.v_proj(v_spatial)
-        k_projected = k_projected * (inv_q * self.temperature2).to(q.dtype)
+            k_projected, v_projected = self.e_proj(k), self.f_proj(v_spatial)
+        k_projected = k_projected * (inv_q * self.spatial_temperature).to(q.dtype)
         # SDPA's fused CPU kernel needs unit-stride last dimensions; with transposed views it fell back
         # to the generic path, 4x slower forward (Synapse stage 1, 2 threads). Copying q is one pass.
         # CUDA's flash and memory-efficient kernels require unit-stride last dimensions as well.

@@ -27,9 +27,11 @@ _RULES: list[tuple[str, str]] = [
     (r"^decoder(\d)\.decoder_block\.0\.", lambda m: f"decoder.stages.{_DECODERS[m[1]]}.blocks."),
     (r"^out(\d)\.conv\.conv\.", lambda m: f"decoder.seg_layers.{int(m[1]) - 1}."),
     # inside transformer blocks
-    (r"\.epa_block\.E\.", ".attention.k_proj."),
-    (r"\.epa_block\.F\.", ".attention.v_proj."),
-    (r"\.epa_block\.EF$", ".attention.k_proj.weight"),
+    (r"\.epa_block\.E\.", ".attention.e_proj."),
+    (r"\.epa_block\.F\.", ".attention.f_proj."),
+    (r"\.epa_block\.EF$", ".attention.e_proj.weight"),
+    (r"\.epa_block\.temperature$", ".attention.channel_temperature"),
+    (r"\.epa_block\.temperature2$", ".attention.spatial_temperature"),
     (r"\.epa_block\.out_proj\.", ".attention.spatial_out."),
     (r"\.epa_block\.out_proj2\.", ".attention.channel_out."),
     (r"\.epa_block\.", ".attention."),
@@ -110,8 +112,8 @@ def convert_official_state_dict(checkpoint: dict, variant: str) -> dict[str, tor
         new = _rename(key)
         if key.endswith(".epa_block.EF"):
             value = value.t().contiguous()
-        if target.share_kv_projection and ".attention.v_proj." in new:
-            shared = renamed.get(new.replace(".v_proj.", ".k_proj."), sd.get(key.replace(".F.", ".E.")))
+        if target.share_ef_projection and ".attention.f_proj." in new:
+            shared = renamed.get(new.replace(".f_proj.", ".e_proj."), sd.get(key.replace(".F.", ".E.")))
             if shared is not None and not torch.equal(shared, value):
                 raise ValueError(f"{key} differs from its E counterpart, but the {variant!r} variant shares E and F")
             continue

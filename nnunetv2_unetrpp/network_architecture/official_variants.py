@@ -21,7 +21,7 @@ class OfficialVariant:
     patch_size: tuple[int, int, int]
     stem_stride: tuple[int, int, int]
     attn_drop: float
-    share_kv_projection: bool
+    share_ef_projection: bool
     projection_bias: bool
     fusion: str
     num_conv_blocks: int
@@ -51,7 +51,7 @@ def official_network_kwargs(variant: str) -> dict:
     v = get_official_variant(variant)
     return dict(
         patch_size=v.patch_size, stem_stride=v.stem_stride, strides=[(2, 2, 2)] * 3, attn_drop=v.attn_drop,
-        share_kv_projection=v.share_kv_projection, projection_bias=v.projection_bias, fusion=v.fusion,
+        share_ef_projection=v.share_ef_projection, projection_bias=v.projection_bias, fusion=v.fusion,
         num_conv_blocks=v.num_conv_blocks, spatial_layout="official",
     )
 

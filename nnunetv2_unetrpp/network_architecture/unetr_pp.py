@@ -11,6 +11,7 @@ stage, so a network accepts exactly the patch size it was built for.
 from __future__ import annotations
 
 import math
+import re
 from typing import Sequence, Type
 
 import numpy as np
@@ -55,6 +56,22 @@ def stage_grids(patch_size: Size, stem_stride: Size, strides: Sequence[Size]) ->
             f"{lower} or {upper}."
         )
     return [tuple(int(p // f) for p, f in zip(patch, fac)) for fac in factors]
+
+
+#: state_dict names of version 0.1.0 (key/value projections, temperature/temperature2) -> current names
+_RENAMED_AFTER_0_1 = [(re.compile(pattern), new) for pattern, new in (
+    (r"\.attention\.k_proj\.", ".attention.e_proj."),
+    (r"\.attention\.v_proj\.", ".attention.f_proj."),
+    (r"\.attention\.temperature$", ".attention.channel_temperature"),
+    (r"\.attention\.temperature2$", ".attention.spatial_temperature"),
+)]
+
+
+def _current_name(key: str) -> str:
+    """The current name of a state_dict key that may come from a version 0.1.0 checkpoint."""
+    for pattern, new in _RENAMED_AFTER_0_1:
+        key = pattern.sub(new, key)
+    return key
 
 
 def _group_norm(groups: int, channels: int) -> nn.GroupNorm:
@@ -131,7 +148,7 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
         num_heads; proj_sizes: p of the 4 encoder stages; decoder_proj_size: p of the decoder.
         attn_drop, proj_drop: dropout on attention maps / before the 1x1 conv of each block.
         num_conv_blocks: residual conv blocks per transformer block (ACDC/Lung: 2).
-        share_kv_projection, projection_bias, fusion, spatial_layout: see `EPA`.
+        share_ef_projection, projection_bias, fusion, spatial_layout: see `EPA`.
         norm_op/norm_op_kwargs: the full-resolution conv blocks (InstanceNorm, affine=False);
         block_norm_op/block_norm_op_kwargs: the conv blocks inside transformer blocks (BatchNorm);
         nonlin/nonlin_kwargs: LeakyReLU(0.01); dropout_op: channel dropout before the 1x1 convs.
@@ -156,7 +173,7 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
         attn_drop: float = 0.1,
         proj_drop: float = 0.1,
         num_conv_blocks: int = 1,
-        share_kv_projection: bool = True,
+        share_ef_projection: bool = True,
         projection_bias: bool = True,
         fusion: str = "concat",
         spatial_layout: str = "corrected",
@@ -201,7 +218,7 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
                 TransformerBlock(
                     num_tokens, channels, proj_size, num_heads, conv_op, block_norm_op, block_norm_op_kwargs,
                     nonlin, nonlin_kwargs, dropout_op, num_conv_blocks=num_conv_blocks, attn_drop=attn_drop,
-                    proj_drop=proj_drop, share_kv_projection=share_kv_projection, projection_bias=projection_bias,
+                    proj_drop=proj_drop, share_ef_projection=share_ef_projection, projection_bias=projection_bias,
                     fusion=fusion, spatial_layout=spatial_layout,
                 )
                 for _ in range(depth)
@@ -281,7 +298,9 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
             )
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """As nn.Module's, but a checkpoint of another geometry gets a clear error first."""
+        """As nn.Module's, but names of version 0.1.0 checkpoints are mapped to the current ones, and a
+        checkpoint of another geometry gets a clear error first."""
+        state_dict = {_current_name(k): v for k, v in state_dict.items()}
         own = self.state_dict()
         mismatched = [k for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
         if mismatched:

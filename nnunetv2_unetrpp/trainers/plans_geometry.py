@@ -25,7 +25,7 @@ PLANS_KEY = "unetrpp"
 DEFAULT_ARCHITECTURE = dict(
     feature_size=16, dims=[32, 64, 128, 256], depths=[3, 3, 3, 3], decoder_depth=3, num_heads=4,
     proj_sizes=[64, 64, 64, 32], decoder_proj_size=64, attn_drop=0.15, num_conv_blocks=1,
-    share_kv_projection=True, projection_bias=True, fusion="concat", spatial_layout="corrected",
+    share_ef_projection=True, projection_bias=True, fusion="concat", spatial_layout="corrected",
 )
 
 
@@ -87,6 +87,9 @@ def prepare_configuration(plans: dict, configuration: str, overrides: dict | Non
 def architecture_from_configuration(configuration: ConfigurationManager) -> dict:
     """UNETRPP keyword arguments of a configuration; derived by the rule if the plans lack them."""
     if PLANS_KEY in configuration.configuration:
-        return dict(configuration.configuration[PLANS_KEY])
+        arch = dict(configuration.configuration[PLANS_KEY])
+        if "share_kv_projection" in arch:  # plans written by version 0.1.0
+            arch["share_ef_projection"] = arch.pop("share_kv_projection")
+        return arch
     stem, strides = strides_from_pooling(configuration.pool_op_kernel_sizes)
     return {**DEFAULT_ARCHITECTURE, "stem_stride": stem, "strides": strides}
