@@ -191,9 +191,10 @@ def test_benchmark_command_measures_both_networks_from_the_same_plans(workspace,
     assert "| training step (s) |" in result.stdout
     report = json.loads(out.read_text())
     nets = report["networks"]
-    assert nets["UNETR++"]["patch_size"] == nets["nnU-Net"]["patch_size"] == [12, 40, 40]
+    base, ours = nets["nnUNetTrainer__nnUNetPlans"], nets["nnUNetTrainerUNETRPP__nnUNetPlans"]
+    assert ours["patch_size"] == base["patch_size"] == [12, 40, 40]
     for name, entry in nets.items():
         assert entry["parameters"] > 0 and entry["gflops_per_patch"] > 0 and entry["train_step_s"] > 0
         assert entry["sliding_window_s"] > 0 and entry["median_case_shape"] == [12, 40, 40]
-    ratios = report["ratios_unetrpp_over_nnunet"]
-    assert ratios["parameters"] == pytest.approx(nets["UNETR++"]["parameters"] / nets["nnU-Net"]["parameters"])
+    ratios = report["ratios_over_baseline"]["nnUNetTrainerUNETRPP__nnUNetPlans"]
+    assert ratios["parameters"] == pytest.approx(ours["parameters"] / base["parameters"])

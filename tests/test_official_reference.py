@@ -15,12 +15,12 @@ from reference_fixtures import (
     reference_input,
     sample_indices,
 )
+from nnunetv2_unetrpp.benchmarking.network_cost import count_parameters
 from nnunetv2_unetrpp.network_architecture.official_checkpoint import _rename
 from nnunetv2_unetrpp.network_architecture import (
     OFFICIAL_VARIANTS,
     build_official_variant,
     convert_official_state_dict,
-    count_unique_parameters,
     identify_official_variant,
 )
 
@@ -52,7 +52,7 @@ def test_reference_data_is_part_of_the_repository():
 def test_unique_parameter_count_equals_official(variant):
     with torch.device("meta"):
         model = build_official_variant(variant)
-    assert count_unique_parameters(model) == OFFICIAL_VARIANTS[variant].unique_parameters
+    assert count_parameters(model) == OFFICIAL_VARIANTS[variant].unique_parameters
 
 
 @pytest.fixture(scope="module", params=["synapse", "acdc"])
@@ -60,7 +60,7 @@ def converted(request):
     fx = load_reference(request.param)
     official = official_state_dict(fx)
     model = build_official_variant(request.param)
-    assert count_unique_parameters(model) == fx["official_unique_parameters"]
+    assert count_parameters(model) == fx["official_unique_parameters"]
     model.load_state_dict(convert_official_state_dict(official, request.param), strict=True)
     return request.param, fx, official, model.eval()
 

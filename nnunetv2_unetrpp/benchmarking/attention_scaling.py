@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunetv2_unetrpp.benchmarking.measure import measure
+from nnunetv2_unetrpp.benchmarking.measure import MeasureSettings, measure
 from nnunetv2_unetrpp.network_architecture import EPA
 
 CHANNELS, HEADS, PROJ = 32, 4, 64
@@ -52,14 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print("| tokens N | EPA step (s) | EPA peak (MB) | EPA MB per 1k tokens | full attention step (s) | "
           "full attention peak (MB) |\n|---|---|---|---|---|---|")
+    settings = MeasureSettings("train", args.device, repeats=3, threads=args.threads)
     for n in args.tokens:
         shape = (1, n, CHANNELS)
-        ours = measure("EPA", epa, {"num_tokens": n}, shape, "train", args.device, 3, args.threads)
+        ours = measure("EPA", epa, {"num_tokens": n}, shape, settings)
         row = (f"| {n} | {ours.train_step_s:.4f} | {ours.peak_memory_mb:.1f} | "
                f"{ours.peak_memory_mb / n * 1000:.2f} |")
         if n <= args.full_attention_max_tokens:
-            full = measure("full attention", full_attention, {"num_tokens": n}, shape, "train", args.device, 3,
-                           args.threads)
+            full = measure("full attention", full_attention, {"num_tokens": n}, shape, settings)
             row += f" {full.train_step_s:.4f} | {full.peak_memory_mb:.1f} |"
         else:
             row += " - | - |"

@@ -10,14 +10,39 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import resource
-import statistics
-import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+
+from nnunetv2_unetrpp.benchmarking.network_cost import count_parameters, forward_flops, median_seconds
+
+MODES = ("forward", "train", "sliding_window")
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How one network is measured.
+
+    mode: "forward" (no grad), "train" (forward, backward, SGD step) or "sliding_window" (nnU-Net's
+    predictor; needs `predictor`: plans, dataset_json, configuration, image_shape, mirroring).
+    amp: fp16 autocast with a grad scaler (CUDA only); compile: torch.compile the network.
+    """
+
+    mode: str = "train"
+    device: str = "cpu"
+    repeats: int = 3
+    threads: int = 2
+    amp: bool = False
+    compile: bool = False
+    predictor: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "sliding_window" and self.predictor is None:
+            raise ValueError("mode 'sliding_window' needs the predictor settings")
 
 
 @dataclass
@@ -45,18 +70,6 @@ def synthetic_loss(output: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
     return sum(o.float().square().mean() for o in outputs)
 
 
-def _time(fn: Callable[[], None], repeats: int, sync: Callable[[], None]) -> float:
-    fn()  # warm-up (oneDNN primitive creation, cuDNN autotuning, compilation)
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _sliding_window_step(network, predictor_config: dict, device: torch.device):
     """nnU-Net's own sliding-window inference (step 0.5, Gaussian weighting, mirroring) on a
     random case of `predictor_config["image_shape"]` (channels first)."""
@@ -78,43 +91,39 @@ def _sliding_window_step(network, predictor_config: dict, device: torch.device):
     return step
 
 
-def _child(name, factory, kwargs, input_shape, mode, device, repeats, threads, amp, compile_, predictor_config, queue):
+def _child(name: str, factory: Callable[..., torch.nn.Module], kwargs: dict, input_shape: tuple[int, ...],
+           settings: MeasureSettings, queue) -> None:
     try:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(settings.threads)
         torch.manual_seed(0)
-        dev = torch.device(device)
+        dev = torch.device(settings.device)
         network = factory(**kwargs).to(dev)
         x = torch.randn(input_shape, device=dev)
-        params = sum(p.numel() for p in network.parameters())
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            network.eval()(x[:1])
-        gflops = counter.get_total_flops() / 1e9 * input_shape[0]
-        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-        autocast = torch.autocast(dev.type, dtype=torch.float16) if amp and dev.type == "cuda" else nullcontext()
-        run_network = torch.compile(network) if compile_ else network
-        result = Measurement(name, params, gflops)
+        gflops = forward_flops(network.eval(), x[:1]) / 1e9 * input_shape[0]
+        amp = settings.amp and dev.type == "cuda"
+        autocast = torch.autocast(dev.type, dtype=torch.float16) if amp else nullcontext()
+        run_network = torch.compile(network) if settings.compile else network
+        result = Measurement(name, count_parameters(network), gflops)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         base_rss = _rss_mb()
-        if mode == "sliding_window":
+        if settings.mode == "sliding_window":
             network.eval()
-            if hasattr(network, "deep_supervision"):
-                network.deep_supervision = False
             if hasattr(network, "decoder") and hasattr(network.decoder, "deep_supervision"):
                 network.decoder.deep_supervision = False
-            step = _sliding_window_step(run_network, predictor_config, dev)
-            result.sliding_window_s = _time(step, repeats, sync)
-        elif mode == "forward":
+            step = _sliding_window_step(run_network, settings.predictor, dev)
+            result.sliding_window_s = median_seconds(step, settings.repeats, dev)
+        elif settings.mode == "forward":
             network.eval()
 
             def step():
                 with torch.no_grad(), autocast:
                     run_network(x)
-            result.forward_s = _time(step, repeats, sync)
+            result.forward_s = median_seconds(step, settings.repeats, dev)
         else:
             network.train()
             optimizer = torch.optim.SGD(network.parameters(), lr=1e-4, momentum=0.99, nesterov=True)
-            scaler = torch.amp.GradScaler(dev.type, enabled=amp and dev.type == "cuda")
+            scaler = torch.amp.GradScaler(dev.type, enabled=amp)
 
             def step():
                 optimizer.zero_grad(set_to_none=True)
@@ -123,7 +132,7 @@ def _child(name, factory, kwargs, input_shape, mode, device, repeats, threads, a
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-            result.train_step_s = _time(step, repeats, sync)
+            result.train_step_s = median_seconds(step, settings.repeats, dev)
         if dev.type == "cuda":
             result.peak_memory_mb = torch.cuda.max_memory_allocated() / 2**20
         else:
@@ -134,18 +143,15 @@ def _child(name, factory, kwargs, input_shape, mode, device, repeats, threads, a
 
 
 def measure(name: str, factory: Callable[..., torch.nn.Module], kwargs: dict, input_shape: tuple[int, ...],
-            mode: str, device: str = "cpu", repeats: int = 3, threads: int = 2, amp: bool = False,
-            compile_: bool = False, predictor_config: dict | None = None) -> Measurement:
-    """Build `factory(**kwargs)` in a child process and time `mode`: "forward" (no grad), "train"
-    (forward, backward, SGD step) or "sliding_window" (needs `predictor_config`: plans,
-    dataset_json, configuration, image_shape, mirroring)."""
+            settings: MeasureSettings) -> Measurement:
+    """Build `factory(**kwargs)` in a child process and measure it as `settings` say, on an input
+    of `input_shape`. RuntimeError naming the network if the child fails."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(name, factory, kwargs, input_shape, mode, device, repeats, threads, amp,
-                                            compile_, predictor_config, queue))
+    proc = ctx.Process(target=_child, args=(name, factory, kwargs, input_shape, settings, queue))
     proc.start()
     status, payload = queue.get()
     proc.join()
     if status != "ok":
-        raise RuntimeError(f"measuring {name} ({mode}) failed: {payload}")
+        raise RuntimeError(f"measuring {name} ({settings.mode}) failed: {payload}")
     return Measurement(**payload)

@@ -16,7 +16,7 @@ import statistics
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
-from nnunetv2_unetrpp.benchmarking.measure import Measurement, measure
+from nnunetv2_unetrpp.benchmarking.measure import MeasureSettings, measure
 from nnunetv2_unetrpp.network_architecture import build_official_variant
 
 INPUT = (1, 1, 64, 128, 128)
@@ -64,8 +64,9 @@ def run(device: str = "cpu", threads: int = 2, repeats: int = 3, amp: bool = Fal
     per_round: dict[str, list[dict]] = {name: [] for name in NETWORKS}
     for _ in range(rounds):
         for name, (factory, kwargs) in NETWORKS.items():
-            forward = measure(name, factory, kwargs, input_shape, "forward", device, repeats, threads, amp, compile_)
-            train = measure(name, factory, kwargs, input_shape, "train", device, repeats, threads, amp, compile_)
+            forward, train = (measure(name, factory, kwargs, input_shape,
+                                      MeasureSettings(mode, device, repeats, threads, amp, compile_))
+                              for mode in ("forward", "train"))
             per_round[name].append({**forward.as_dict(), "train_step_s": train.train_step_s,
                                     "forward_peak_memory_mb": forward.peak_memory_mb,
                                     "peak_memory_mb": train.peak_memory_mb})

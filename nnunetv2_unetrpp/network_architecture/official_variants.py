@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP
 
 
@@ -68,8 +66,3 @@ def build_official_variant(
         in_channels or v.input_channels, num_classes or v.num_classes, deep_supervision=deep_supervision,
         **official_network_kwargs(variant),
     )
-
-
-def count_unique_parameters(model: torch.nn.Module) -> int:
-    """Parameters counted once even when shared (nn.Module.parameters() de-duplicates)."""
-    return sum(p.numel() for p in model.parameters())

@@ -40,10 +40,16 @@ class nnUNetTrainerUNETRPP(DeclaredSettings, nnUNetTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        notes = prepare_configuration(plans, configuration, self.architecture_overrides)
+        notes = self.prepare_plans(plans, configuration)
         super().__init__(plans, configuration, fold, dataset_json, device)
         for note in notes:
             self.print_to_log_file(note)
+
+    @classmethod
+    def prepare_plans(cls, plans: dict, configuration: str) -> list[str]:
+        """Write this trainer's UNETR++ geometry (and a fitting patch size) into `plans`, as training
+        does before nnU-Net records them; returns notes on what changed (`plans_geometry.py`)."""
+        return prepare_configuration(plans, configuration, cls.architecture_overrides)
 
     @staticmethod
     def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,

@@ -1,0 +1,92 @@
+"""A network and what it costs, in one place: build it as nnU-Net does (from a trained model folder,
+or from plans for any trainer), count its parameters and FLOPs, time a call.
+
+Used by `nnUNetv2_unetrpp_benchmark`, the cost table of `nnUNetv2_unetrpp_compare` and the
+Synapse benchmarks. Only the two builders import nnunetv2, so the counting and timing helpers
+also serve where nnU-Net is not installed (the GPU check).
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Parameters, each counted once even where modules share it (`parameters()` de-duplicates)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one forward pass of `x` without autograd, as `FlopCounterMode` counts them: 2 per
+    multiply-add, convolutions, matrix products and attention only (not norms or activations)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device | str = "cpu") -> float:
+    """Median wall time of `repeats` calls of `fn` after one warm-up call (oneDNN primitive creation,
+    cuDNN autotuning, compilation), synchronising CUDA around each call."""
+    device = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def network_from_model_folder(model_folder: Path, fold: str,
+                              checkpoint_name: str = "checkpoint_final.pth") -> tuple[nn.Module, list[int], int]:
+    """The trained network of one fold, rebuilt by nnU-Net's own predictor initialisation (trainer
+    lookup, `build_network_architecture` without deep supervision, strict loading of the weights),
+    with its patch size and number of input channels."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+    predictor = nnUNetPredictor(device=torch.device("cpu"), verbose=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(model_folder), (fold,), checkpoint_name)
+    network = getattr(predictor.network, "_orig_mod", predictor.network)  # unwrap torch.compile (nnUNet_compile)
+    configuration = predictor.configuration_manager
+    channels = determine_num_input_channels(predictor.plans_manager, configuration, predictor.dataset_json)
+    return network, list(configuration.patch_size), channels
+
+
+def plans_as_trained(plans: dict, configuration: str, trainer: str) -> dict:
+    """A copy of `plans` as the trainer named `trainer` records them: a trainer that adapts the plans
+    before nnU-Net saves them (`prepare_plans`: the UNETR++ trainers fit the patch size to the
+    network and store its geometry) does so here too. Any trainer nnU-Net can find works (external
+    ones through nnUNet_extTrainer)."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    plans = copy.deepcopy(plans)
+    prepare = getattr(recursive_find_trainer_class_by_name(trainer), "prepare_plans", None)
+    if prepare is not None:
+        prepare(plans, configuration)
+    return plans
+
+
+def network_from_plans(plans: dict, dataset_json: dict, configuration: str, trainer: str,
+                       deep_supervision: bool = True) -> nn.Module:
+    """The network the trainer named `trainer` builds for `plans` (see `plans_as_trained`)."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    manager = PlansManager(plans_as_trained(plans, configuration, trainer))
+    config = manager.get_configuration(configuration)
+    channels = determine_num_input_channels(manager, config, dataset_json)
+    heads = manager.get_label_manager(dataset_json).num_segmentation_heads
+    trainer_class = recursive_find_trainer_class_by_name(trainer)
+    return trainer_class.build_network_architecture(manager, config, channels, heads, deep_supervision)
