@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnunetv2_unetrpp.network_architecture import UNETRPP
 from nnunetv2_unetrpp.network_architecture.attention import _cpu_attention_with_dropout
 from nnunetv2_unetrpp.network_architecture.channels_last import (
     ChannelsLastInstanceNorm2d,
@@ -121,9 +120,8 @@ def test_chunked_attention_dropout_equals_one_pass():
         torch.testing.assert_close(ours, ref)
 
 
-def test_full_resolution_branch_runs_channels_last_and_logits_are_channel_first():
-    model = UNETRPP(1, 3, (16, 32, 32), stem_stride=(2, 4, 4), feature_size=8, dims=(8, 16, 16, 32),
-                    depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2, proj_sizes=(8, 8, 8, 4), decoder_proj_size=8)
+def test_full_resolution_branch_runs_channels_last_and_logits_are_channel_first(tiny_unetrpp):
+    model = tiny_unetrpp((16, 32, 32), stem_stride=(2, 4, 4))
     seen = {}
     model.conv_branch.register_forward_hook(lambda m, i, o: seen.__setitem__("conv_branch", o))
     model.decoder.stages[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("last_up_block", o))

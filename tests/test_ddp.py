@@ -17,16 +17,14 @@ from nnunetv2_unetrpp.trainers import DEEP_SUPERVISION_WEIGHTS
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(feature_size=8, dims=(8, 16, 16, 32), depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2,
-            proj_sizes=(8, 8, 8, 4), decoder_proj_size=8, stem_stride=(2, 4, 4))
 
-
-def _step(rank: int, world_size: int, port: int, deep_supervision: bool, results) -> None:
+def _step(rank: int, world_size: int, port: int, deep_supervision: bool, network_kwargs: dict, results) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         torch.manual_seed(0)
-        model = DDP(UNETRPP(1, 3, (16, 32, 32), deep_supervision=deep_supervision, **TINY))
+        model = DDP(UNETRPP(1, 3, (16, 32, 32), stem_stride=(2, 4, 4), deep_supervision=deep_supervision,
+                           **network_kwargs))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         torch.manual_seed(rank)
         x = torch.randn(2, 1, 16, 32, 32)
@@ -52,7 +50,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("deep_supervision", [True, False])
-def test_ddp_training_step_on_two_cpu_processes(deep_supervision):
+def test_ddp_training_step_on_two_cpu_processes(deep_supervision, tiny_unetrpp_kwargs):
     results = mp.Manager().dict()
-    mp.spawn(_step, args=(2, _free_port(), deep_supervision, results), nprocs=2, join=True)
+    mp.spawn(_step, args=(2, _free_port(), deep_supervision, tiny_unetrpp_kwargs, results), nprocs=2, join=True)
     assert len(results) == 2 and results[0] == pytest.approx(results[1], rel=1e-6)  # replicas stay in sync

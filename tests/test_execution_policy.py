@@ -15,8 +15,6 @@ from nnunetv2_unetrpp.benchmarking.synapse import INPUT, unetrpp_synapse
 from nnunetv2_unetrpp.network_architecture import UNETRPP, attention, channels_last, functional, unetr_pp
 from nnunetv2_unetrpp.network_architecture.execution import execution_policy, use_cpu_fast_paths
 
-TINY = dict(feature_size=8, dims=(8, 16, 16, 32), depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2,
-            proj_sizes=(8, 8, 8, 4), decoder_proj_size=8)
 # the full resolution of "3d" spans several chunks of the CPU instance norm; the deepest grids
 # hold more than one voxel, so that BatchNorm trains at batch 1
 GEOMETRIES = {
@@ -26,9 +24,13 @@ GEOMETRIES = {
 PATCH_3D = GEOMETRIES["3d"]["patch"]
 
 
-def tiny(geometry: str, channels: int = 1, **kw) -> UNETRPP:
-    g = dict(GEOMETRIES[geometry])
-    return UNETRPP(channels, 3, g.pop("patch"), **g, **TINY, **kw)
+@pytest.fixture
+def tiny(tiny_unetrpp):
+    """`tiny(geometry, channels=1, **overrides)`: the tiny UNETR++ at one of GEOMETRIES."""
+    def make(geometry: str, channels: int = 1, **kw) -> UNETRPP:
+        g = dict(GEOMETRIES[geometry])
+        return tiny_unetrpp(g.pop("patch"), input_channels=channels, **g, **kw)
+    return make
 
 
 def test_policy_follows_the_device_and_can_be_forced():
@@ -52,7 +54,7 @@ def test_policy_follows_the_device_and_can_be_forced():
     dict(share_ef_projection=False, projection_bias=True, fusion="concat", num_conv_blocks=2),
     dict(share_ef_projection=True, projection_bias=False, fusion="sum"),
 ], ids=["synapse", "acdc", "tumor"])
-def test_both_policies_compute_the_same_outputs_and_gradients(geometry, batch, variant):
+def test_both_policies_compute_the_same_outputs_and_gradients(tiny, geometry, batch, variant):
     torch.manual_seed(0)
     model = tiny(geometry, channels=2, attn_drop=0.0, proj_drop=0.0, **variant).double().train()
     with torch.no_grad():  # make the attention matter: gamma 1e-6 would hide it
@@ -98,7 +100,7 @@ class _LayoutAndPrecisionWatch(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("device", ["meta", "cpu"])
-def test_cpu_only_operations_run_for_cpu_tensors_only(device, monkeypatch):
+def test_cpu_only_operations_run_for_cpu_tensors_only(tiny, device, monkeypatch):
     calls: Counter[str] = Counter()
 
     def spy(name, fn):
@@ -129,7 +131,7 @@ def test_cpu_only_operations_run_for_cpu_tensors_only(device, monkeypatch):
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_device_policy_under_bf16_autocast_is_finite_and_close_to_fp32(geometry):
+def test_device_policy_under_bf16_autocast_is_finite_and_close_to_fp32(tiny, geometry):
     torch.manual_seed(0)
     model = tiny(geometry, channels=2).eval()
     with torch.no_grad():
@@ -162,7 +164,7 @@ def test_device_policy_attention_under_autocast_keeps_fp32_norms(dtype):
 
 
 @pytest.mark.parametrize("deep_supervision", [True, False])
-def test_device_policy_traces_without_graph_breaks(deep_supervision):
+def test_device_policy_traces_without_graph_breaks(tiny, deep_supervision):
     torch._dynamo.reset()
     model = tiny("3d", deep_supervision=deep_supervision).train()
     with execution_policy("device"):

@@ -20,25 +20,19 @@ DATASET = 501
 NAME = "Dataset501_Toy"
 
 TEST_TRAINERS = textwrap.dedent('''
-    import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP
+    from nnunetv2_unetrpp.trainers.settings import DeclaredSettings
 
 
-    class nnUNetTrainer_toysmoke(nnUNetTrainer):
+    class nnUNetTrainer_toysmoke(DeclaredSettings, nnUNetTrainer):
         """Stock nnU-Net with the budget of nnUNetTrainerUNETRPP_smoke."""
-        def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                     device: torch.device = torch.device("cuda")):
-            super().__init__(plans, configuration, fold, dataset_json, device)
-            self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 2, 5, 2
+        num_epochs, num_iterations_per_epoch, num_val_iterations_per_epoch = 2, 5, 2
 
 
     class nnUNetTrainerUNETRPP_toylearn(nnUNetTrainerUNETRPP):
         """A short real training: 6 epochs x 10 iterations."""
-        def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                     device: torch.device = torch.device("cuda")):
-            super().__init__(plans, configuration, fold, dataset_json, device)
-            self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 6, 10, 2
+        num_epochs, num_iterations_per_epoch, num_val_iterations_per_epoch = 6, 10, 2
 ''')
 
 

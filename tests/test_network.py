@@ -9,14 +9,6 @@ from torch import nn
 
 from nnunetv2_unetrpp.network_architecture import EPA, UNETRPP, TokenProjection, stage_grids
 
-TINY = dict(feature_size=8, dims=(8, 16, 16, 32), depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2,
-            proj_sizes=(8, 8, 8, 4), decoder_proj_size=8)
-
-
-def tiny(patch, **kw):
-    return UNETRPP(kw.pop("input_channels", 1), kw.pop("num_classes", 3), patch, **{**TINY, **kw})
-
-
 GEOMETRIES = {
     "isotropic": dict(patch=(32, 32, 32), stem_stride=(4, 4, 4), strides=[(2, 2, 2)] * 3),
     "anisotropic_stem": dict(patch=(16, 64, 64), stem_stride=(1, 4, 4), strides=[(2, 2, 2)] * 3),
@@ -28,10 +20,10 @@ GEOMETRIES = {
 
 @pytest.mark.parametrize("name", GEOMETRIES)
 @pytest.mark.parametrize("channels", [1, 4])
-def test_deep_supervision_shapes(name, channels):
+def test_deep_supervision_shapes(tiny_unetrpp, name, channels):
     g = dict(GEOMETRIES[name])
     patch = g.pop("patch")
-    model = tiny(patch, input_channels=channels, **g).eval()
+    model = tiny_unetrpp(patch, input_channels=channels, **g).eval()
     with torch.no_grad():
         outputs = model(torch.randn(2, channels, *patch))
     expected = [tuple(p // s for p, s in zip(patch, stride)) for stride in model.output_strides]
@@ -54,8 +46,8 @@ def test_patch_that_does_not_fit_names_sizes_that_work():
         stage_grids((2, 8, 8), (1, 4, 4), [(2, 2, 2), (1, 2, 2), (2, 2, 2)])
 
 
-def test_wrong_input_size_is_a_clear_error():
-    model = tiny((32, 32, 32))
+def test_wrong_input_size_is_a_clear_error(tiny_unetrpp):
+    model = tiny_unetrpp((32, 32, 32))
     with pytest.raises(ValueError, match=r"built for inputs \(B, 1, 32, 32, 32\) and got \(1, 1, 32, 32, 48\)"):
         model(torch.randn(1, 1, 32, 32, 48))
     with pytest.raises(ValueError, match="built for inputs"):
@@ -63,8 +55,8 @@ def test_wrong_input_size_is_a_clear_error():
 
 
 @pytest.mark.parametrize("deep_supervision", [True, False])
-def test_every_parameter_gets_a_gradient(deep_supervision):
-    model = tiny((16, 32, 32), stem_stride=(2, 4, 4), deep_supervision=deep_supervision).train()
+def test_every_parameter_gets_a_gradient(tiny_unetrpp, deep_supervision):
+    model = tiny_unetrpp((16, 32, 32), stem_stride=(2, 4, 4), deep_supervision=deep_supervision).train()
     out = model(torch.randn(2, 1, 16, 32, 32))
     loss = sum(o.square().mean() for o in out) if deep_supervision else out.square().mean()
     loss.backward()
@@ -76,10 +68,10 @@ def test_every_parameter_gets_a_gradient(deep_supervision):
             assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_state_dict_round_trip_with_and_without_deep_supervision():
+def test_state_dict_round_trip_with_and_without_deep_supervision(tiny_unetrpp):
     kw = dict(stem_stride=(2, 4, 4))
-    with_ds = tiny((16, 32, 32), deep_supervision=True, **kw).eval()
-    without_ds = tiny((16, 32, 32), deep_supervision=False, **kw).eval()
+    with_ds = tiny_unetrpp((16, 32, 32), deep_supervision=True, **kw).eval()
+    without_ds = tiny_unetrpp((16, 32, 32), deep_supervision=False, **kw).eval()
     without_ds.load_state_dict(with_ds.state_dict(), strict=True)
     x = torch.randn(1, 1, 16, 32, 32)
     with torch.no_grad():
@@ -93,9 +85,9 @@ def test_state_dict_round_trip_with_and_without_deep_supervision():
     dict(share_ef_projection=False, projection_bias=True, fusion="concat", num_conv_blocks=2),
     dict(share_ef_projection=True, projection_bias=False, fusion="sum", num_conv_blocks=1),
 ], ids=["synapse", "acdc", "tumor"])
-def test_fast_path_equals_reference_path_outputs_and_gradients(layout, variant):
+def test_fast_path_equals_reference_path_outputs_and_gradients(tiny_unetrpp, layout, variant):
     # float64, so that the comparison is not blurred by BatchNorm over tiny grids amplifying round-off
-    model = tiny((16, 32, 32), stem_stride=(2, 4, 4), spatial_layout=layout, attn_drop=0.0, proj_drop=0.0,
+    model = tiny_unetrpp((16, 32, 32), stem_stride=(2, 4, 4), spatial_layout=layout, attn_drop=0.0, proj_drop=0.0,
                  **variant).double()
     with torch.no_grad():  # make the attention matter: gamma 1e-6 would hide it
         for name, p in model.named_parameters():
@@ -117,12 +109,12 @@ def test_fast_path_equals_reference_path_outputs_and_gradients(layout, variant):
         assert error < 1e-8, f"{name}: relative gradient error {error:.1e}"
 
 
-def test_official_and_corrected_layouts_differ():
+def test_official_and_corrected_layouts_differ(tiny_unetrpp):
     x = torch.randn(1, 1, 16, 32, 32)
     outs = []
     for layout in ("official", "corrected"):
         torch.manual_seed(0)
-        model = tiny((16, 32, 32), stem_stride=(2, 4, 4), spatial_layout=layout).eval()
+        model = tiny_unetrpp((16, 32, 32), stem_stride=(2, 4, 4), spatial_layout=layout).eval()
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if name.endswith("gamma"):
@@ -174,10 +166,10 @@ def test_attention_dropout_is_unbiased_and_drops_at_rate_p(fused):
     assert error < 0.05, f"mean over 400 dropout draws deviates by {error:.3f}"
 
 
-def test_state_dict_of_version_0_1_0_loads():
+def test_state_dict_of_version_0_1_0_loads(tiny_unetrpp):
     """Version 0.1.0 named E/F `k_proj`/`v_proj` and the temperatures `temperature`/`temperature2`."""
     import re
-    source = tiny((16, 32, 32), stem_stride=(2, 4, 4), share_ef_projection=False).eval()
+    source = tiny_unetrpp((16, 32, 32), stem_stride=(2, 4, 4), share_ef_projection=False).eval()
     old_names = {}
     for key, value in source.state_dict().items():
         old = re.sub(r"\.attention\.e_proj\.", ".attention.k_proj.", key)
@@ -186,7 +178,7 @@ def test_state_dict_of_version_0_1_0_loads():
         old = re.sub(r"\.attention\.spatial_temperature$", ".attention.temperature2", old)
         old_names[old] = value
     assert any(".attention.v_proj." in k for k in old_names) and any(k.endswith(".temperature2") for k in old_names)
-    target = tiny((16, 32, 32), stem_stride=(2, 4, 4), share_ef_projection=False).eval()
+    target = tiny_unetrpp((16, 32, 32), stem_stride=(2, 4, 4), share_ef_projection=False).eval()
     target.load_state_dict(old_names, strict=True)
     x = torch.randn(1, 1, 16, 32, 32)
     with torch.no_grad():

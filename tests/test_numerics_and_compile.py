@@ -5,11 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnunetv2_unetrpp.network_architecture import EPA, UNETRPP
-
-TINY = dict(feature_size=8, dims=(8, 16, 16, 32), depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2,
-            proj_sizes=(8, 8, 8, 4), decoder_proj_size=8, stem_stride=(2, 4, 4))
-
+from nnunetv2_unetrpp.network_architecture import EPA
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("fused", [True, False], ids=["fast", "reference"])
@@ -28,9 +24,9 @@ def test_attention_under_autocast_is_finite_and_close_to_fp32(dtype, fused):
     assert error < (3e-2 if dtype == torch.bfloat16 else 5e-3), f"relative error {error:.2e}"
 
 
-def test_network_under_bf16_autocast_is_finite_and_close_to_fp32():
+def test_network_under_bf16_autocast_is_finite_and_close_to_fp32(tiny_unetrpp):
     torch.manual_seed(0)
-    model = UNETRPP(2, 3, (16, 32, 32), **TINY).eval()
+    model = tiny_unetrpp((16, 32, 32), input_channels=2, stem_stride=(2, 4, 4)).eval()
     x = torch.randn(1, 2, 16, 32, 32)
     with torch.no_grad():
         expected = model(x)
@@ -43,18 +39,18 @@ def test_network_under_bf16_autocast_is_finite_and_close_to_fp32():
 
 @pytest.mark.parametrize("deep_supervision", [True, False])
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-def test_network_traces_without_graph_breaks(deep_supervision, train):
+def test_network_traces_without_graph_breaks(tiny_unetrpp, deep_supervision, train):
     torch._dynamo.reset()
-    model = UNETRPP(1, 3, (16, 32, 32), deep_supervision=deep_supervision, **TINY).train(train)
+    model = tiny_unetrpp((16, 32, 32), stem_stride=(2, 4, 4), deep_supervision=deep_supervision).train(train)
     explanation = torch._dynamo.explain(model)(torch.randn(2, 1, 16, 32, 32))
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
 
 
-def test_compiled_network_computes_the_same_outputs_and_gradients():
+def test_compiled_network_computes_the_same_outputs_and_gradients(tiny_unetrpp):
     torch._dynamo.reset()
     torch.manual_seed(0)
-    model = UNETRPP(1, 3, (16, 32, 32), attn_drop=0.0, proj_drop=0.0, **TINY).train()
+    model = tiny_unetrpp((16, 32, 32), stem_stride=(2, 4, 4), attn_drop=0.0, proj_drop=0.0).train()
     compiled = torch.compile(model, backend="aot_eager")
     x = torch.randn(2, 1, 16, 32, 32)
     grads = []

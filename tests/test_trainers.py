@@ -22,35 +22,15 @@ from nnunetv2_unetrpp.trainers.plans_geometry import prepare_configuration, stri
 from reference_fixtures import load_reference, official_state_dict
 
 
-def plans_with(patch_size, strides, dataset_name="Dataset777_Unit"):
-    dim = len(patch_size)
-    conv = "torch.nn.modules.conv.Conv3d" if dim == 3 else "torch.nn.modules.conv.Conv2d"
-    norm = "torch.nn.modules.instancenorm.InstanceNorm3d" if dim == 3 else "torch.nn.modules.instancenorm.InstanceNorm2d"
-    n = len(strides)
-    config = {
-        "data_identifier": "nnUNetPlans_cfg", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": list(patch_size), "median_image_size_in_voxels": list(patch_size), "spacing": [1.0] * dim,
-        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False], "batch_dice": False,
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {}, "resampling_fn_probabilities":
-        "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
-        "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                         "arch_kwargs": {"n_stages": n, "features_per_stage": [8] * n, "conv_op": conv,
-                                         "kernel_sizes": [[3] * dim] * n, "strides": [list(s) for s in strides],
-                                         "n_conv_per_stage": [1] * n, "n_conv_per_stage_decoder": [1] * (n - 1),
-                                         "conv_bias": True, "norm_op": norm, "norm_op_kwargs": {"eps": 1e-5},
-                                         "dropout_op": None, "dropout_op_kwargs": None,
-                                         "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}},
-                         "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-    }
-    return {
-        "dataset_name": dataset_name, "plans_name": "nnUNetPlans", "original_median_spacing_after_transp": [1.0] * dim,
-        "original_median_shape_after_transp": list(patch_size), "image_reader_writer": "SimpleITKIO",
-        "transpose_forward": list(range(dim)), "transpose_backward": list(range(dim)),
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-        "configurations": {"cfg": config, "cascade": {"inherits_from": "cfg", "previous_stage": "cfg"}},
-        "foreground_intensity_properties_per_channel": {}, "continue_training": False,
-    }
+@pytest.fixture
+def plans_with(make_plans):
+    """`plans_with(patch_size, strides)`: plans of Dataset777_Unit with a configuration "cfg" and a
+    cascade configuration that inherits from it."""
+    def make(patch_size, strides):
+        plans = make_plans(patch_size, strides, configuration="cfg", dataset_name="Dataset777_Unit")
+        plans["configurations"]["cascade"] = {"inherits_from": "cfg", "previous_stage": "cfg"}
+        return plans
+    return make
 
 
 def make_trainer(cls, plans, dataset_json, configuration="cfg", tmp_path=None):
@@ -79,7 +59,7 @@ def test_stem_and_strides_from_nnunet_pooling():
     assert strides_from_pooling(shallow_2d) == ([4, 4], [[2, 2], [1, 1], [1, 1]])
 
 
-def test_plans_get_geometry_and_a_fitting_patch_before_nnunet_records_them():
+def test_plans_get_geometry_and_a_fitting_patch_before_nnunet_records_them(plans_with):
     plans = plans_with((20, 100, 100), [[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2], [2, 2, 2]])
     original = copy.deepcopy(plans)
     notes = prepare_configuration(plans, "cfg")
@@ -93,13 +73,13 @@ def test_plans_get_geometry_and_a_fitting_patch_before_nnunet_records_them():
     assert trainer.my_init_kwargs["plans"]["configurations"]["cfg"]["patch_size"] == [20, 96, 96]
 
 
-def test_tiny_patch_is_grown_to_one_token_never_zero():
+def test_tiny_patch_is_grown_to_one_token_never_zero(plans_with):
     plans = plans_with((2, 8, 8), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2]])
     prepare_configuration(plans, "cfg", {"stem_stride": [2, 4, 4], "strides": [[2, 2, 2]] * 3})
     assert plans["configurations"]["cfg"]["patch_size"] == [16, 32, 32]
 
 
-def test_cascade_configuration_inherits_and_gets_its_own_geometry():
+def test_cascade_configuration_inherits_and_gets_its_own_geometry(plans_with):
     plans = plans_with((16, 32, 32), [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]])
     prepare_configuration(plans, "cascade")
     assert plans["configurations"]["cascade"]["unetrpp"]["stem_stride"] == [4, 4, 4]
@@ -112,7 +92,7 @@ def test_cascade_configuration_inherits_and_gets_its_own_geometry():
     {"background": 0, "whole": [1, 2], "core": 2},  # regions, BraTS style
     {"background": 0, "a": 1, "b": 2, "ignore": 3},  # ignore label
 ], ids=["labels", "regions", "ignore"])
-def test_training_step_with_deep_supervision_at_the_network_scales(trainer_cls, labels):
+def test_training_step_with_deep_supervision_at_the_network_scales(plans_with, trainer_cls, labels):
     plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]])
     dataset_json = {**LABELS, "labels": labels}
     if "whole" in labels:
@@ -147,7 +127,7 @@ def test_training_step_with_deep_supervision_at_the_network_scales(trainer_cls, 
     assert network.decoder.deep_supervision is False
 
 
-def test_synapse_geometry_variant_accepts_converted_official_weights():
+def test_synapse_geometry_variant_accepts_converted_official_weights(plans_with):
     plans = plans_with((32, 64, 64), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]])
     trainer = make_trainer(nnUNetTrainerUNETRPP_SynapseGeometry, plans, {**LABELS, "channel_names": {"0": "CT"}})
     assert trainer.configuration_manager.patch_size == [64, 128, 128]
@@ -159,7 +139,7 @@ def test_synapse_geometry_variant_accepts_converted_official_weights():
     assert network.state_dict().keys() == build_official_variant("synapse").state_dict().keys()
 
 
-def test_plans_of_version_0_1_0_rebuild_the_network():
+def test_plans_of_version_0_1_0_rebuild_the_network(plans_with):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     from nnunetv2_unetrpp.trainers.plans_geometry import PLANS_KEY
     plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2]])
@@ -172,18 +152,18 @@ def test_plans_of_version_0_1_0_rebuild_the_network():
     assert network.encoder.stages[0][0].attention.f_proj is not None
 
 
-def test_synapse_geometry_variant_refuses_a_2d_configuration():
+def test_synapse_geometry_variant_refuses_a_2d_configuration(plans_with):
     plans = plans_with((64, 64), [[1, 1], [2, 2], [2, 2]])
     with pytest.raises(ValueError, match="is 2D but this UNETR.. variant needs a 3D patch"):
         make_trainer(nnUNetTrainerUNETRPP_SynapseGeometry, plans, LABELS)
 
 
-def test_unknown_configuration_is_a_clear_error():
+def test_unknown_configuration_is_a_clear_error(plans_with):
     with pytest.raises(RuntimeError, match="configuration 3d_nope not found in plans"):
         make_trainer(nnUNetTrainerUNETRPP, plans_with((8, 32, 32), [[1, 1, 1], [2, 2, 2]]), LABELS, "3d_nope")
 
 
-def test_checkpoint_of_another_geometry_is_a_clear_error(tmp_path):
+def test_checkpoint_of_another_geometry_is_a_clear_error(plans_with, tmp_path):
     plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]])
     trainer = make_trainer(nnUNetTrainerUNETRPP, plans, LABELS)
     trainer.initialize()
@@ -233,7 +213,7 @@ def test_setup_and_readme_take_the_nnunet_range_from_dependencies_py():
     assert f"`{NNUNET_REQUIREMENT}`" in (root / "README.md").read_text()
 
 
-def test_variants_declare_their_settings_as_class_attributes():
+def test_variants_declare_their_settings_as_class_attributes(plans_with):
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP_50epochs, nnUNetTrainerUNETRPP_smoke
     from nnunetv2_unetrpp.trainers.settings import DeclaredSettings
@@ -260,7 +240,7 @@ def test_variants_declare_their_settings_as_class_attributes():
     assert budget(UserStyle) == (7, 5, 2, True)
 
 
-def test_adamw_variant_warms_up_then_decays():
+def test_adamw_variant_warms_up_then_decays(plans_with):
     from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP_AdamW
     plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2]])
     trainer = make_trainer(nnUNetTrainerUNETRPP_AdamW, plans, LABELS)
