@@ -1,8 +1,9 @@
-"""Which labels or regions are evaluated, taken from dataset.json or, without it, from the references.
+"""Which labels or regions are evaluated: nnU-Net's reading of dataset.json or, without it, every
+value found in the references.
 
-nnU-Net's dataset.json ``labels`` maps names to an int (a label) or a list of ints (a region: the union of
-those values, as in nnU-Net's region-based training). ``ignore`` names the ignore label, which is not
-evaluated and whose reference voxels are masked out. Background (value 0) is never evaluated.
+Regions (lists of values, evaluated as their union) and the ignore label (not evaluated; its
+reference voxels are masked out) mean what they mean to nnU-Net, whose `LabelManager` reads them.
+Background (value 0) is never evaluated.
 """
 import json
 from dataclasses import dataclass
@@ -30,35 +31,42 @@ class LabelSpec:
     allowed_values: Optional[frozenset[int]]
 
 
-def _as_values(name: str, value, source: Path) -> tuple[int, ...]:
-    items = value if isinstance(value, (list, tuple)) else [value]
-    if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-        raise CompareError(f"{source}: label '{name}' has value {value!r}; expected an int or a list of ints")
-    return tuple(items)
-
-
 def labels_from_dataset_json(path: Path) -> LabelSpec:
-    """Targets from the ``labels`` dict of an nnU-Net dataset.json."""
+    """Targets from an nnU-Net dataset.json, read by nnU-Net's own `LabelManager`: its regions (with
+    `regions_class_order`), its ignore label and its checks (background 0, ignore label highest)."""
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
     try:
-        labels = json.loads(Path(path).read_text())["labels"]
+        dataset = json.loads(Path(path).read_text())
+        labels = dataset["labels"]
     except FileNotFoundError:
         raise CompareError(f"dataset.json {path} does not exist") from None
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise CompareError(f"cannot read the 'labels' dict of {path}: {e!r}") from None
-    targets, allowed, ignore_label = [], {0}, None
-    for name, value in labels.items():
-        values = _as_values(name, value, path)
-        allowed.update(values)
-        if name == "ignore":
-            if len(values) != 1:
-                raise CompareError(f"{path}: the ignore label must be a single int, got {value!r}")
-            ignore_label = values[0]
-        elif values != (0,):
-            is_region = isinstance(value, (list, tuple))
-            targets.append(Target(key=name if is_region else str(value), name=name, values=values))
-    if not targets:
+    try:
+        # regions_class_order only matters for turning predicted regions into a label map, not for
+        # evaluating regions: where a dataset.json lacks it, any order of the right length serves
+        regions = [v for k, v in labels.items() if k != "ignore" and set(_as_tuple(v)) != {0}]
+        manager = LabelManager(labels, dataset.get("regions_class_order") or list(range(1, len(regions) + 1)))
+    except (AssertionError, RuntimeError, TypeError, ValueError) as e:
+        raise CompareError(f"{path}: nnU-Net's LabelManager rejects its labels: {e}") from None
+    foreground = manager.foreground_regions if manager.has_regions else manager.foreground_labels
+    if not foreground:
         raise CompareError(f"{path} defines no foreground label")
-    return LabelSpec(tuple(targets), ignore_label, frozenset(allowed))
+    names = {_as_tuple(value): name for name, value in labels.items() if name != "ignore"}
+    targets = tuple(
+        Target(key=names[_as_tuple(v)] if manager.has_regions else str(v), name=names[_as_tuple(v)], values=_as_tuple(v))
+        for v in foreground)
+    allowed = {0, *manager.all_labels} | ({manager.ignore_label} if manager.has_ignore_label else set())
+    return LabelSpec(targets, manager.ignore_label, frozenset(int(v) for v in allowed))
+
+
+def _as_tuple(value) -> tuple[int, ...]:
+    """A label's value(s) as a tuple; ValueError unless an int or a non-empty list of ints."""
+    items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise ValueError(f"label value {value!r} is not an int or a list of ints")
+    return items
 
 
 def labels_from_values(values: Iterable[int]) -> LabelSpec:
