@@ -54,9 +54,8 @@ def labels_from_dataset_json(path: Path) -> LabelSpec:
     if not foreground:
         raise CompareError(f"{path} defines no foreground label")
     names = {_as_tuple(value): name for name, value in labels.items() if name != "ignore"}
-    targets = tuple(
-        Target(key=names[_as_tuple(v)] if manager.has_regions else str(v), name=names[_as_tuple(v)], values=_as_tuple(v))
-        for v in foreground)
+    values = [tuple(int(x) for x in v) if isinstance(v, (list, tuple)) else (int(v),) for v in foreground]
+    targets = tuple(Target(key=names[v] if manager.has_regions else str(v[0]), name=names[v], values=v) for v in values)
     allowed = {0, *manager.all_labels} | ({manager.ignore_label} if manager.has_ignore_label else set())
     return LabelSpec(targets, manager.ignore_label, frozenset(int(v) for v in allowed))
 
