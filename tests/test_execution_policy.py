@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from nnunetv2_unetrpp.benchmarking.op_count import OpCounter, count_training_step
 from nnunetv2_unetrpp.benchmarking.synapse import INPUT, unetrpp_synapse
 from nnunetv2_unetrpp.network_architecture import UNETRPP, attention, channels_last, functional, unetr_pp
-from nnunetv2_unetrpp.network_architecture.execution import execution_policy, use_cpu_fast_paths
+from nnunetv2_unetrpp.network_architecture.execution import POLICIES, execution_policy, use_cpu_fast_paths
 
 # the full resolution of "3d" spans several chunks of the CPU instance norm; the deepest grids
 # hold more than one voxel, so that BatchNorm trains at batch 1
@@ -130,8 +130,9 @@ def test_cpu_only_operations_run_for_cpu_tensors_only(tiny, device, monkeypatch)
         assert not watch.seen, watch.seen
 
 
+@pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_device_policy_under_bf16_autocast_is_finite_and_close_to_fp32(tiny, geometry):
+def test_bf16_autocast_is_finite_and_close_to_fp32_on_both_paths(tiny, geometry, policy):
     torch.manual_seed(0)
     model = tiny(geometry, channels=2).eval()
     with torch.no_grad():
@@ -139,7 +140,7 @@ def test_device_policy_under_bf16_autocast_is_finite_and_close_to_fp32(tiny, geo
             if name.endswith("gamma"):
                 p.fill_(0.5)
     x = torch.randn(1, 2, *GEOMETRIES[geometry]["patch"])
-    with torch.no_grad(), execution_policy("device"):
+    with torch.no_grad(), execution_policy(policy):
         expected = model(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(x)
