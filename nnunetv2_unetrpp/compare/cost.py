@@ -12,7 +12,8 @@ that the measured network is the trained one.
   products, attention) contribute, not norms or activations.
 * Inference time: median wall time of ``repeats`` forward passes of that patch after one warm-up pass,
   eval mode, ``torch.inference_mode``, on CUDA when available (synchronised) else on the CPU.
-* Epoch time: mean of the ``Epoch time: X s`` lines of every ``training_log_*.txt`` of the trained folds.
+* Epoch time: mean of the ``Epoch time: X s`` lines of every ``training_log_*.txt`` of the trained folds;
+  training time: their sum.
 """
 import re
 import time
@@ -101,4 +102,5 @@ def compute_model_cost(model_folder: Path, folds: Sequence[str], repeats: int = 
         "inference_device": str(device),
         "epoch_seconds_mean": float(np.mean(epochs)) if epochs else None,
         "epochs_logged": len(epochs),
+        "training_seconds": float(np.sum(epochs)) if epochs else None,
     }
