@@ -95,7 +95,7 @@ def test_trainer_module_is_found_by_nnunet(tmp_path, monkeypatch):
 
     from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP
 
-    write_trainer_module(tmp_path, Budget(epochs=3, iterations=7, val_iterations=2, final_validation=False))
+    write_trainer_module(tmp_path, Budget(epochs=3, iterations=7, val_iterations=2, threads=1))
     monkeypatch.setenv("nnUNet_extTrainer", os.pathsep.join([ext_trainer_value(""), str(tmp_path)]))
     unetrpp = recursive_find_trainer_class_by_name(UNETRPP_TRAINER)
     nnunet = recursive_find_trainer_class_by_name(NNUNET_TRAINER)
@@ -106,7 +106,7 @@ def test_trainer_module_is_found_by_nnunet(tmp_path, monkeypatch):
             "self", "plans", "configuration", "fold", "dataset_json", "device"]
         constants = cls.__init__.__globals__  # nnU-Net drops the module from sys.modules after the lookup
         assert [constants[k] for k in ("NUM_EPOCHS", "NUM_ITERATIONS_PER_EPOCH", "NUM_VAL_ITERATIONS_PER_EPOCH",
-                                       "FINAL_VALIDATION")] == [3, 7, 2, False]
+                                       "TORCH_THREADS")] == [3, 7, 2, 1]
 
 
 def test_refuses_non_empty_output_folder(tmp_path, capsys):
@@ -141,8 +141,17 @@ def test_rejects_impossible_settings(tmp_path, capsys, arguments):
     assert not (tmp_path / "out").exists()
 
 
+def png_pixels(path: Path) -> np.ndarray:
+    import matplotlib.image
+
+    return matplotlib.image.imread(str(path))
+
+
+@pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path):
     """The real command with its smallest settings; nothing may be written outside its output folder."""
+    from nnunetv2_unetrpp.compare import learning_curves, montage
+
     cwd, home = tmp_path / "cwd", tmp_path / "home"
     cwd.mkdir()
     home.mkdir()
@@ -163,10 +172,32 @@ def test_quick_demo_end_to_end(tmp_path):
     for method in summary["methods"].values():
         assert set(method["per_label"]) == {str(v) for v in ORGANS.values()}
     markdown = (out / "comparison" / "summary.md").read_text()
-    assert "| UNETRPP |" in markdown and "| nnUNet |" in markdown and markdown in result.stdout
-    assert sorted(p.name for p in (out / "comparison").glob("*.png")) == ["dice_boxplot.png", "hd95_mm_boxplot.png"]
+    verdict = markdown.splitlines()[2]
+    assert verdict.startswith("**Verdict.** ") and "Wilcoxon" in verdict and "| UNETRPP |" in markdown
+
+    # the terminal: the compact Dice table within 100 columns, the verdict and where the report and figures are
+    lines = result.stdout.splitlines()
+    table = lines[lines.index(next(line for line in lines if line.startswith("Mean Dice on 2 held-out cases"))) + 2:]
+    table = table[:table.index("")]
+    assert table[0].split() == [*ORGANS, "Mean"] and [row.split()[0] for row in table[1:]] == ["UNETRPP", "nnUNet"]
+    assert max(map(len, table)) <= 100 and "| UNETRPP |" not in result.stdout
+    assert "Verdict: " in result.stdout and str(out / "comparison" / "summary.md") in result.stdout
+
+    figures = ["dice_boxplot.png", "hd95_mm_boxplot.png", "learning_curves.png", "montage.png"]
+    assert sorted(p.name for p in (out / "comparison").glob("*.png")) == figures
+    assert all(str(out / "comparison" / f) in result.stdout for f in figures)
+    expected = {"learning_curves.png": (learning_curves.FIGSIZE[1] * learning_curves.DPI,
+                                        learning_curves.FIGSIZE[0] * learning_curves.DPI),
+                "montage.png": ((2 * montage.PANEL_INCHES + montage.LEGEND_INCHES) * montage.DPI,
+                                3 * montage.PANEL_INCHES * montage.DPI)}
+    for name, size in expected.items():
+        pixels = png_pixels(out / "comparison" / name)
+        assert pixels.shape[:2] == tuple(round(s) for s in size)
+        assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 10
+
     assert (out / "trainers" / "demo_trainers.py").is_file()
     logs = sorted(p.name for p in (out / "logs").iterdir())
-    assert logs == ["02_plan_and_preprocess.log", "03_train_UNETRPP.log", "04_train_nnUNet.log",
-                    "05_predict_UNETRPP.log", "06_predict_nnUNet.log", "07_compare.log"]
-    assert json.loads((out / MARKER).read_text())["total_seconds"] > 0
+    assert logs == ["02_plan_and_preprocess.log", "03_train_UNETRPP.log", "03_train_nnUNet.log",
+                    "04_predict_UNETRPP.log", "04_predict_nnUNet.log", "05_compare.log"]
+    timings = json.loads((out / MARKER).read_text())
+    assert timings["total_seconds"] > 0 and {"train_UNETRPP", "train_nnUNet"} <= set(timings["stage_seconds"])

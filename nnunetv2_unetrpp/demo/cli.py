@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,8 +17,8 @@ from typing import Optional, Sequence
 from nnunetv2_unetrpp.demo.runner import Runner, StageError, console_script, format_seconds
 from nnunetv2_unetrpp.demo.synthetic import SyntheticConfig, write_dataset
 from nnunetv2_unetrpp.demo.trainers import NNUNET_TRAINER, UNETRPP_TRAINER, Budget, write_trainer_module
-from nnunetv2_unetrpp.demo.workspace import (DATASET_ID, MARKER, OutputFolderError, Workspace, child_environment,
-                                             prepare)
+from nnunetv2_unetrpp.demo.workspace import (CACHES, DATASET_ID, MARKER, OutputFolderError, Workspace,
+                                             child_environment, prepare)
 
 
 class UsageError(ValueError):
@@ -81,7 +82,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="test-time mirroring when predicting the test cases (nnU-Net's default; 8x slower, so off "
                         "here by default)")
     p.add_argument("--no-cost", action="store_true",
-                   help="skip the model-cost report, and with it nnU-Net's final validation after training")
+                   help="leave the model cost (parameters, FLOPs, forward time) out of the report")
+    p.add_argument("--schedule", choices=("together", "one-by-one"), default="together",
+                   help="train the two models side by side, each on half of --num-processes threads (default), or "
+                        "one after the other with all of them")
     p.add_argument("--num-processes", type=int, default=min(2, os.cpu_count() or 1),
                    help="worker processes of nnU-Net (preprocessing, augmentation, export) and of the comparison "
                         "(default min(2, CPUs))")
@@ -113,6 +117,11 @@ def check_args(args: argparse.Namespace) -> None:
             raise UsageError("--device cuda was requested but torch sees no CUDA device")
 
 
+def training_threads(args: argparse.Namespace) -> int:
+    """torch threads of each training: the processes shared out between the trainings that run at once."""
+    return max(1, args.num_processes // (len(METHODS) if args.schedule == "together" else 1))
+
+
 def run_pipeline(args: argparse.Namespace, workspace: Workspace, runner: Runner) -> None:
     """All stages, in order; StageError on the first failure."""
     dataset_json = workspace.raw_dataset / "dataset.json"
@@ -121,7 +130,7 @@ def run_pipeline(args: argparse.Namespace, workspace: Workspace, runner: Runner)
         f"generate {args.num_train_cases} training + {args.num_test_cases} test cases, {config.slices} x "
         f"{config.in_plane} x {config.in_plane} voxels, spacing {config.spacing} mm -> {workspace.raw_dataset}")
     write_dataset(workspace.raw_dataset, args.num_train_cases, args.num_test_cases, config, args.seed)
-    budget = Budget(args.epochs, args.iterations, args.val_iterations, final_validation=not args.no_cost)
+    budget = Budget(args.epochs, args.iterations, args.val_iterations, threads=training_threads(args))
     write_trainer_module(workspace.trainers, budget)
     runner.finish("generate", start)
 
@@ -129,43 +138,50 @@ def run_pipeline(args: argparse.Namespace, workspace: Workspace, runner: Runner)
     runner.run("plan_and_preprocess", "nnU-Net planning and preprocessing (3d_fullres)",
                [console_script("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres",
                 "--verify_dataset_integrity", "-np", n, "-npfp", n])
-    described = f"{args.epochs} epochs x {args.iterations} iterations, {args.val_iterations} validation iterations"
-    for name, trainer in METHODS.items():
-        runner.run(f"train_{name}", f"train {name} ({trainer}: {described}, fold {args.fold}, {args.device})",
-                   [console_script("nnUNetv2_train"), str(DATASET_ID), "3d_fullres", args.fold, "-tr", trainer,
-                    "-device", args.device])
-    for name, trainer in METHODS.items():
-        runner.run(f"predict_{name}", f"predict the test cases with {name}",
-                   [console_script("nnUNetv2_predict"), "-i", str(workspace.raw_dataset / "imagesTs"),
-                    "-o", str(workspace.predictions(name)), "-d", str(DATASET_ID), "-c", "3d_fullres",
-                    "-f", args.fold, "-tr", trainer, "-device", args.device, "-npp", n, "-nps", n,
-                    "--disable_progress_bar", *([] if args.tta else ["--disable_tta"])])
-    compare = console_script("nnUNetv2_unetrpp_compare")
-    runner.run("compare", "compare the test-set predictions",
-               [compare, "-ref", str(workspace.raw_dataset / "labelsTs"),
+    described = (f"{args.epochs} epochs x {args.iterations} iterations, {args.val_iterations} validation iterations, "
+                 f"fold {args.fold}, {args.device}, {budget.threads} thread(s) each")
+    train = {f"train_{name}": [console_script("nnUNetv2_train"), str(DATASET_ID), "3d_fullres", args.fold,
+                               "-tr", trainer, "-device", args.device] for name, trainer in METHODS.items()}
+    # on a CPU, augmentation workers would only compete with the trainings for the same cores
+    train_env = {"nnUNet_n_proc_DA": "0" if args.device == "cpu" else n}
+    if args.schedule == "together":
+        runner.run_together(f"train {' and '.join(METHODS)} side by side ({described})", train, train_env)
+    else:
+        for (key, command), name in zip(train.items(), METHODS):
+            runner.run(key, f"train {name} ({described})", command, train_env)
+    predict = {f"predict_{name}": [console_script("nnUNetv2_predict"), "-i", str(workspace.raw_dataset / "imagesTs"),
+                                   "-o", str(workspace.predictions(name)), "-d", str(DATASET_ID), "-c", "3d_fullres",
+                                   "-f", args.fold, "-tr", trainer, "-device", args.device, "-npp", "1", "-nps", "1",
+                                   "--disable_progress_bar", *([] if args.tta else ["--disable_tta"])]
+               for name, trainer in METHODS.items()}
+    runner.run_together(f"predict the test cases with {' and '.join(METHODS)}", predict)
+    runner.run("compare", "compare the test-set predictions (metrics, verdict, figures, model cost)",
+               [console_script("nnUNetv2_unetrpp_compare"), "-ref", str(workspace.raw_dataset / "labelsTs"),
                 "-pred", *[f"{name}={workspace.predictions(name)}" for name in METHODS],
-                "-o", str(workspace.root / "comparison"), "-dataset_json", str(dataset_json), "-np", n])
-    if not args.no_cost:
-        runner.run("cost", "model cost, and metrics of nnU-Net's validation predictions (model folders)",
-                   [compare, "-ref", str(workspace.raw_dataset / "labelsTr"),
-                    "-pred", *[f"{name}={workspace.results(trainer)}" for name, trainer in METHODS.items()],
-                    "-o", str(workspace.root / "comparison_validation"), "-dataset_json", str(dataset_json),
-                    "-np", n, "--subset"])
+                "-models", *[f"{name}={workspace.results(trainer)}" for name, trainer in METHODS.items()],
+                "-images", str(workspace.raw_dataset / "imagesTs"), "-o", str(workspace.comparison),
+                "-dataset_json", str(dataset_json), "-np", n, *(["--no_cost"] if args.no_cost else [])])
 
 
 def report(args: argparse.Namespace, workspace: Workspace, runner: Runner) -> None:
-    """Print the results table and where everything is; store the timings in the marker file."""
-    comparison = workspace.root / "comparison"
-    print("\n" + (comparison / "summary.md").read_text())
-    validation = workspace.root / "comparison_validation" / "summary.md"
-    if validation.is_file():
-        print(f"Model cost and validation metrics: {validation}")
-    print(f"Report: {comparison / 'summary.md'} and {comparison / 'summary.json'}")
-    print("Figures: " + ", ".join(str(p) for p in sorted(comparison.glob("*.png"))))
-    print(f"Logs: {workspace.logs}")
+    """Print the Dice table, the cost line, the verdict and where everything is; store the timings in the marker
+    file."""
+    # imported here: they load matplotlib, whose caches must go where main pointed them
+    from nnunetv2_unetrpp.compare.report import cost_line, dice_table
+    from nnunetv2_unetrpp.compare.verdict import verdict
+
+    summary = json.loads((workspace.comparison / "summary.json").read_text())
     total = time.perf_counter() - runner.started
-    print(f"Total time: {format_seconds(total)}. Each model trained {args.epochs * args.iterations} iterations: "
-          "a small budget shows that the pipeline works, not which method is better.")
+    iterations = args.epochs * args.iterations
+    print(f"\nMean Dice on {len(summary['cases'])} held-out cases, after {iterations} training iterations each:\n")
+    print(dice_table(summary))
+    line = cost_line(summary)
+    print(f"\n{line}" if line else "")
+    print(f"\n{textwrap.fill('Verdict: ' + verdict(summary), 100)}\n")
+    print(f"Report (all tables): {workspace.comparison / 'summary.md'}")
+    print("Figures: " + "\n         ".join(str(workspace.comparison / f) for f in summary["figures"]))
+    print(f"Logs: {workspace.logs}")
+    print(f"Total time: {format_seconds(total)}")
     marker = workspace.root / MARKER
     settings = json.loads(marker.read_text())
     settings["stage_seconds"] = {k: round(v, 1) for k, v in runner.timings.items()}
@@ -183,9 +199,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (UsageError, OutputFolderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    stages = 8 - int(args.no_cost)
+    stages = 5 + int(args.schedule == "one-by-one")
     print(f"nnUNetv2_unetrpp_demo: {stages} stages, output in {workspace.root}", flush=True)
-    runner = Runner(workspace.logs, child_environment(workspace, args.num_processes), stages)
+    env = child_environment(workspace, args.num_processes)
+    os.environ.update({k: env[k] for k in CACHES})  # this process's caches, too, stay in the output folder
+    runner = Runner(workspace.logs, env, stages)
     try:
         run_pipeline(args, workspace, runner)
     except StageError as e:

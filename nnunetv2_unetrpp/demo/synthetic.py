@@ -117,10 +117,10 @@ def generate_case(config: SyntheticConfig, seed: int, case_index: int, split: in
     liver |= organ([0.25, by - 0.15, bx - 0.06], [0.2, 0.08, 0.14])
     structures = {
         "liver": liver,
-        "spleen": organ([0.3, by + 0.08, bx + 0.27], [0.22, 0.12, 0.085]),
-        "kidney_right": organ([0.62, by + 0.16, bx - 0.19], [0.25, 0.1, 0.06], wobble=0.2),
-        "kidney_left": organ([0.6, by + 0.16, bx + 0.19], [0.25, 0.1, 0.06], wobble=0.2),
-        "vessel": _vessel(shape, config.spacing, rng, np.array([0.5, by + 0.09, bx])),
+        "spleen": organ([0.3, by + 0.03, bx + 0.27], [0.22, 0.12, 0.09]),
+        "kidney_right": organ([0.62, by + 0.16, bx - 0.19], [0.25, 0.11, 0.075], wobble=0.2),
+        "kidney_left": organ([0.6, by + 0.16, bx + 0.19], [0.25, 0.11, 0.075], wobble=0.2),
+        "vessel": _vessel(shape, config.spacing, rng, np.array([0.5, by + 0.04, bx])),
     }
     for name, mask in structures.items():  # later structures win overlaps; the vessel is painted last
         mask &= inner & ~bone

@@ -18,6 +18,8 @@ from nnunetv2_unetrpp.env import ext_trainer_value
 MARKER = "nnunetv2_unetrpp_demo.json"
 DATASET_ID = 901
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_SyntheticAbdomenCT"
+#: Environment variables that place caches (matplotlib's, torch's) in the output folder.
+CACHES = ("XDG_CACHE_HOME", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 
 
 class OutputFolderError(RuntimeError):
@@ -41,6 +43,10 @@ class Workspace:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def comparison(self) -> Path:
+        return self.root / "comparison"
 
     def predictions(self, method: str) -> Path:
         return self.root / "predictions" / method
