@@ -278,6 +278,11 @@ def _break_no_images(p):
     return [str(p["b"]), "no .nii.gz images"]
 
 
+def _add_images(p):
+    p["img"] = write_images(p["ref"].parent / "imagesTs")
+    return ["inside input folder", str(p["img"])]
+
+
 ERRORS = {
     "missing case": (_break_missing, {}),
     "extra case": (_break_extra, {}),
@@ -295,6 +300,7 @@ ERRORS = {
     "models of an unknown method": (lambda p: ["no -pred method is called Other"], {"models": "Other=a"}),
     "models not a model folder": (lambda p: ["is not a trained nnU-Net model folder"], {"models": "nnUNet=a"}),
     "images missing": (lambda p: ["image(s) missing", "case_000_0000.nii.gz"], {"images": "ref"}),
+    "output inside images": (_add_images, {"images": "img", "out": "imagesTs/sub"}),
 }
 
 

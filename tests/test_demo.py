@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,34 @@ def test_quick_demo_end_to_end(tmp_path):
                     "04_predict_UNETRPP.log", "04_predict_nnUNet.log", "05_compare.log"]
     timings = json.loads((out / MARKER).read_text())
     assert timings["total_seconds"] > 0 and {"train_UNETRPP", "train_nnUNet"} <= set(timings["stage_seconds"])
+
+
+def test_runner_runs_a_stage_s_commands_at_once(tmp_path, capsys):
+    from nnunetv2_unetrpp.demo.runner import Runner
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    runner = Runner(logs, dict(os.environ), total_stages=1)
+    sleep = "import time, sys; time.sleep(2); print('Epoch time: 2 s'); print(sys.argv[1])"
+    start = time.perf_counter()
+    runner.run_together("two at once", {"a": [sys.executable, "-c", sleep, "A"],
+                                        "b": [sys.executable, "-c", sleep, "B"]}, {"EXTRA": "1"})
+    assert time.perf_counter() - start < 3.5  # 2 s each, side by side
+    assert 2 <= runner.timings["a"] < 3.5 and 2 <= runner.timings["b"] < 3.5
+    assert (logs / "01_a.log").read_text().endswith("Epoch time: 2 s\nA\n")
+    assert (logs / "01_b.log").read_text().endswith("Epoch time: 2 s\nB\n")
+    out = capsys.readouterr().out
+    assert "| a: Epoch time: 2 s" in out and "| b: Epoch time: 2 s" in out
+
+
+def test_runner_names_every_failed_command(tmp_path):
+    from nnunetv2_unetrpp.demo.runner import Runner, StageError
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    runner = Runner(logs, dict(os.environ), total_stages=1)
+    fail = "import sys; print('something broke'); sys.exit(3)"
+    with pytest.raises(StageError) as raised:
+        runner.run_together("stage", {"good": [sys.executable, "-c", "pass"], "bad": [sys.executable, "-c", fail]})
+    message = str(raised.value)
+    assert "(bad) failed with exit code 3" in message and "something broke" in message and "(good)" not in message

@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     if args.images is not None and not args.images.is_dir():
         raise CompareError(f"image folder {args.images} does not exist")
     check_output_folder(args.o, [args.ref] + [m.argument for m in methods]
-                        + [f for m in methods for f in m.prediction_folders])
+                        + [f for m in methods for f in m.prediction_folders]
+                        + [m.model_folder for m in methods if m.model_folder is not None]
+                        + ([args.images] if args.images is not None else []))
     cases, warnings = select_cases(references, methods, args.subset, args.allow_extra)
     images = image_files(args.images, cases, file_ending) if args.images is not None else None
 
