@@ -82,10 +82,11 @@ def test_learning_curves_from_checkpoint_logging(tmp_path):
     torch.save({"logging": fake_logging(5, 30.0)}, fold / "checkpoint_final.pth")
     record = learning_curves.load_record(fold)
     np.testing.assert_allclose(record.minutes, [0.5, 1.0, 1.5, 2.0, 2.5])
-    assert record.training_seconds == pytest.approx(150.0) and record.pseudo_dice_ema[-1] == pytest.approx(0.85)
+    assert record.training_seconds == pytest.approx(150.0) and record.pseudo_dice[-1] == pytest.approx(0.9)
 
     unfinished = fake_logging(4, 10.0)
     unfinished["train_losses"].append(-1.0)  # an epoch that started but has no validation yet
+    unfinished["epoch_start_timestamps"].append(unfinished["epoch_end_timestamps"][-1])
     assert len(learning_curves.record_from_logging(unfinished).train_loss) == 4
 
     out = learning_curves.plot_learning_curves({"A": record, "B": learning_curves.record_from_logging(unfinished)},

@@ -233,3 +233,43 @@ def test_runner_names_every_failed_command(tmp_path):
         runner.run_together("stage", {"good": [sys.executable, "-c", "pass"], "bad": [sys.executable, "-c", fail]})
     message = str(raised.value)
     assert "(bad) failed with exit code 3" in message and "something broke" in message and "(good)" not in message
+
+
+class RecordingRunner:
+    """Stands in for the Runner: records each stage's commands instead of running them."""
+
+    def __init__(self):
+        self.stages: list[dict[str, list[str]]] = []
+
+    def announce(self, title: str) -> float:
+        return 0.0
+
+    def finish(self, key: str, start: float) -> None:
+        pass
+
+    def run(self, key: str, title: str, command: list[str], env=None) -> None:
+        self.stages.append({key: command})
+
+    def run_together(self, title: str, commands: dict[str, list[str]], env=None) -> None:
+        self.stages.append(dict(commands))
+
+
+def test_baselines_add_nnunet_with_the_residual_encoder_preset(tmp_path):
+    from nnunetv2_unetrpp.demo.cli import parse_args, run_pipeline
+
+    args = parse_args(["--quick", "--baselines", "-o", str(tmp_path / "out")])
+    runner = RecordingRunner()
+    run_pipeline(args, prepare(args.output, False, {}), runner)
+    plan, plan_resenc, train, predict, compare = runner.stages
+    assert plan["plan_and_preprocess"][-6:] == ["-pl", "ExperimentPlanner", "-np", "2", "-npfp", "2"]
+    assert "nnUNetPlannerResEncM" in plan_resenc["plan_and_preprocess_nnUNetPlannerResEncM"]
+    assert list(train) == ["train_UNETRPP", "train_nnUNet", "train_nnUNetResEncM"] and list(predict) == [
+        "predict_UNETRPP", "predict_nnUNet", "predict_nnUNetResEncM"]
+    for key, trainer, plans in (("nnUNet", NNUNET_TRAINER, "nnUNetPlans"),
+                                ("nnUNetResEncM", NNUNET_TRAINER, "nnUNetResEncUNetMPlans")):
+        for command in (train[f"train_{key}"], predict[f"predict_{key}"]):
+            assert command[command.index("-tr") + 1] == trainer and command[command.index("-p") + 1] == plans
+    models = compare["compare"][compare["compare"].index("-models") + 3]
+    assert models.startswith("nnUNetResEncM=") and models.endswith(f"{NNUNET_TRAINER}__nnUNetResEncUNetMPlans__3d_fullres")
+    constants = (tmp_path / "out" / "trainers" / "demo_trainers.py").read_text()
+    assert "TORCH_THREADS = 1" in constants  # three trainings share the two cores

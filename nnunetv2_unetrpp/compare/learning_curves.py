@@ -1,9 +1,10 @@
 """Learning curves of trained nnU-Net models in one figure, from nnU-Net's own record of the training.
 
 The record is the ``logging`` entry of the fold's checkpoint (``nnUNetLogger.my_fantastic_logging``): per epoch
-the training and validation loss, the pseudo-Dice of the validation iterations (``mean_fg_dice``) and its moving
-average (``ema_fg_dice``), and the start and end timestamps. Panels: loss and pseudo-Dice, each against epoch
-and against wall-clock time since the first epoch started; one colour per method.
+the training and validation loss, the pseudo-Dice of the validation iterations (``mean_fg_dice``), and the start
+and end timestamps. Panels: loss and pseudo-Dice, each against epoch and against wall-clock time since the first
+epoch started; one colour per method. The pseudo-Dice is drawn per epoch, not as nnU-Net's moving average
+(``ema_fg_dice``, 0.9 per epoch), which trails a short training by many epochs.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,6 @@ class TrainingRecord:
     train_loss: np.ndarray
     val_loss: np.ndarray
     pseudo_dice: np.ndarray
-    pseudo_dice_ema: np.ndarray
     minutes: np.ndarray  # end of each epoch, minutes after the first epoch started
 
     @property
@@ -41,13 +41,12 @@ class TrainingRecord:
 def record_from_logging(logging: dict) -> TrainingRecord:
     """TrainingRecord from an ``nnUNetLogger`` checkpoint entry (timestamps are ``time.time()`` seconds), truncated
     to the epochs every list covers."""
-    keys = ("train_losses", "val_losses", "mean_fg_dice", "ema_fg_dice", "epoch_start_timestamps",
-            "epoch_end_timestamps")
+    keys = ("train_losses", "val_losses", "mean_fg_dice", "epoch_start_timestamps", "epoch_end_timestamps")
     n = min(len(logging[k]) for k in keys)
     if n == 0:
         raise ValueError("the training log holds no finished epoch")
     minutes = (np.asarray(logging["epoch_end_timestamps"][:n], float) - logging["epoch_start_timestamps"][0]) / 60
-    return TrainingRecord(*(np.asarray(logging[k][:n], dtype=float) for k in keys[:4]), minutes)
+    return TrainingRecord(*(np.asarray(logging[k][:n], dtype=float) for k in keys[:3]), minutes)
 
 
 def load_record(fold_folder: Path) -> TrainingRecord:
@@ -63,8 +62,8 @@ def load_record(fold_folder: Path) -> TrainingRecord:
 
 
 def plot_learning_curves(records: dict[str, TrainingRecord], output_file: Path) -> Path:
-    """Loss (training solid, validation dashed) and pseudo-Dice (moving average solid, per epoch faint) of every
-    method, against epoch (top) and wall-clock minutes (bottom)."""
+    """Loss (training solid, validation dashed) and validation pseudo-Dice of every method, against epoch (top)
+    and wall-clock minutes (bottom)."""
     colours = plt.get_cmap("tab10").colors
     fig, axes = plt.subplots(2, 2, figsize=FIGSIZE, dpi=DPI)
     for i, (name, r) in enumerate(records.items()):
@@ -73,8 +72,7 @@ def plot_learning_curves(records: dict[str, TrainingRecord], output_file: Path) 
             loss, dice = axes[row]
             loss.plot(x, r.train_loss, color=colour, marker=".", label=f"{name} training")
             loss.plot(x, r.val_loss, color=colour, marker=".", linestyle="--", label=f"{name} validation")
-            dice.plot(x, r.pseudo_dice, color=colour, alpha=0.35)
-            dice.plot(x, r.pseudo_dice_ema, color=colour, marker=".", label=f"{name} (moving average)")
+            dice.plot(x, r.pseudo_dice, color=colour, marker=".", label=name)
     for row, xlabel in enumerate(("epoch", "wall-clock time (min)")):
         axes[row, 0].set(xlabel=xlabel, ylabel="loss (Dice + CE)")
         axes[row, 1].set(xlabel=xlabel, ylabel="validation pseudo-Dice", ylim=(0, 1))

@@ -51,8 +51,8 @@ class Workspace:
     def predictions(self, method: str) -> Path:
         return self.root / "predictions" / method
 
-    def results(self, trainer: str) -> Path:
-        return self.root / "nnUNet_results" / DATASET_NAME / f"{trainer}__nnUNetPlans__3d_fullres"
+    def results(self, trainer: str, plans: str = "nnUNetPlans") -> Path:
+        return self.root / "nnUNet_results" / DATASET_NAME / f"{trainer}__{plans}__3d_fullres"
 
 
 def prepare(root: Path, overwrite: bool, settings: dict) -> Workspace:
