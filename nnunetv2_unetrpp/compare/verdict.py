@@ -42,7 +42,7 @@ def pair_verdict(summary: dict, name: str) -> str:
     if ahead:
         parts.append(f"{name} is ahead on {_names(summary, ahead)}")
     if behind:
-        parts.append(f"{first} on {_names(summary, behind)}")
+        parts.append(f"{first} is ahead on {_names(summary, behind)}")
     level = [k for k in keys if k not in ahead + behind]
     if level:
         parts.append(f"they are on par (within {MARGIN:g}) on {_names(summary, level)}")
