@@ -229,6 +229,8 @@ def test_cost_failure_is_a_warning(tmp_path, capsys):
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert "cost" not in s["methods"]["M"] and s["methods"]["M"]["model_folder"] == str(model)
     assert any("model cost of M" in w for w in s["warnings"]) and "warning: model cost of M" in capsys.readouterr().err
+    assert any(w.startswith(f"learning curves of M ({model}) not drawn") for w in s["warnings"])
+    assert "learning_curves.png" not in s["figures"] and not (tmp_path / "out" / "learning_curves.png").exists()
 
 
 def test_2d_images_are_evaluated_in_2d(tmp_path):
