@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from nnunetv2_unetrpp.demo.cli import main
 from nnunetv2_unetrpp.demo.synthetic import LABELS, SyntheticConfig, dataset_json, generate_case, write_dataset
 from nnunetv2_unetrpp.demo.trainers import NNUNET_TRAINER, UNETRPP_TRAINER, Budget, write_trainer_module
-from nnunetv2_unetrpp.demo.workspace import MARKER, prepare
+from nnunetv2_unetrpp.demo.workspace import DATASET_NAME, MARKER, prepare
 from nnunetv2_unetrpp.env import ext_trainer_value
 
 CONFIG = SyntheticConfig.from_image_size(64)
@@ -255,7 +255,7 @@ class RecordingRunner:
 
 
 def test_baselines_add_nnunet_with_the_residual_encoder_preset(tmp_path):
-    from nnunetv2_unetrpp.demo.cli import parse_args, run_pipeline
+    from nnunetv2_unetrpp.demo.cli import RESENC, parse_args, run_pipeline
 
     args = parse_args(["--quick", "--baselines", "-o", str(tmp_path / "out")])
     runner = RecordingRunner()
@@ -270,6 +270,7 @@ def test_baselines_add_nnunet_with_the_residual_encoder_preset(tmp_path):
         for command in (train[f"train_{key}"], predict[f"predict_{key}"]):
             assert command[command.index("-tr") + 1] == trainer and command[command.index("-p") + 1] == plans
     models = compare["compare"][compare["compare"].index("-models") + 3]
-    assert models.startswith("nnUNetResEncM=") and models.endswith(f"{NNUNET_TRAINER}__nnUNetResEncUNetMPlans__3d_fullres")
+    resenc = tmp_path / "out" / "nnUNet_results" / DATASET_NAME / f"{NNUNET_TRAINER}__{RESENC.plans}__3d_fullres"
+    assert models == f"nnUNetResEncM={resenc}"
     constants = (tmp_path / "out" / "trainers" / "demo_trainers.py").read_text()
     assert "TORCH_THREADS = 1" in constants  # three trainings share the two cores
