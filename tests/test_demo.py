@@ -64,11 +64,10 @@ def test_organ_intensities_differ():
     body = (label == 0) & (image > -300)
     means["soft tissue"] = float(np.median(image[body]))
     assert float(image[0, 0, 0]) < -900  # air in the corner
-    distinct = ["soft tissue", "liver", "spleen", "kidney_right", "vessel"]
+    distinct = ["soft tissue", *ORGANS]  # each structure can be told by its intensity, whatever the mirroring
     for i, a in enumerate(distinct):
         for b in distinct[i + 1:]:
-            assert abs(means[a] - means[b]) > 15, means
-    assert abs(means["kidney_left"] - means["kidney_right"]) < 30  # the same tissue on both sides
+            assert abs(means[a] - means[b]) > 30, means
     assert 10 < float(image[label == LABELS["liver"]].std()) < 40  # noisy, but not noise only
 
 
