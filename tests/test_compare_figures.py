@@ -53,9 +53,12 @@ def test_verdict_compares_training_and_prediction_time():
     cost = {"A": {"training_seconds": 600.0, "inference_seconds_per_patch": 0.1, "inference_device": "cpu"},
             "B": {"training_seconds": 300.0, "inference_seconds_per_patch": 0.4, "inference_device": "cpu"}}
     summary = summary_of({"A": [[0.9, 0.9, 0.9]] * 2, "B": [[0.8, 0.8, 0.8]] * 2}, cost)
-    assert ("B trained 2.0x faster (5.0 vs 10.0 min) and predicted 4.0x slower (0.40 vs 0.10 s per patch on cpu) "
-            "than A.") in verdict(summary)
+    assert ("B trained 2.0x faster than A (5.0 vs 10.0 min) and predicted 4.0x slower than A (0.40 vs 0.10 s per "
+            "patch on cpu).") in verdict(summary)
     assert cost_line(summary) == "Cost: A trained 10.0 min, 0.10 s/patch; B trained 5.0 min, 0.40 s/patch"
+    cost["B"]["training_seconds"] = 590.0
+    assert "B trained about as fast as A (9.8 vs 10.0 min)" in verdict(summary_of({"A": [[0.9] * 3] * 2,
+                                                                                  "B": [[0.8] * 3] * 2}, cost))
 
 
 def test_dice_table_fits_the_width_and_turns_when_it_must():

@@ -15,12 +15,14 @@ def _names(summary: dict, keys: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _speed(verb: str, seconds: float, baseline_seconds: float, unit: str, scale: float, decimals: int) -> str:
-    """'trained 1.4x faster (4.1 vs 5.8 min)' style comparison of two durations, shown in seconds / `scale`."""
+def _speed(verb: str, seconds: float, baseline_seconds: float, baseline: str, unit: str, scale: float,
+           decimals: int) -> str:
+    """'trained 1.4x faster than B (4.1 vs 5.8 min)' style comparison of two durations, shown in seconds / `scale`."""
     ratio = baseline_seconds / seconds if seconds > 0 else float("inf")
-    how = ("about as fast" if abs(ratio - 1) < 0.05 else
-           f"{ratio:.1f}x faster" if ratio > 1 else f"{1 / ratio:.1f}x slower")
-    return f"{verb} {how} ({seconds / scale:.{decimals}f} vs {baseline_seconds / scale:.{decimals}f} {unit})"
+    how = ("about as fast as" if abs(ratio - 1) < 0.05 else
+           f"{ratio:.1f}x faster than" if ratio > 1 else f"{1 / ratio:.1f}x slower than")
+    return (f"{verb} {how} {baseline} ({seconds / scale:.{decimals}f} vs {baseline_seconds / scale:.{decimals}f} "
+            f"{unit})")
 
 
 def minimum_p(n: int) -> float:
@@ -61,10 +63,11 @@ def pair_verdict(summary: dict, name: str) -> str:
     if cost_a and cost_b:
         speeds = []
         if cost_a.get("training_seconds") and cost_b.get("training_seconds"):
-            speeds.append(_speed("trained", cost_a["training_seconds"], cost_b["training_seconds"], "min", 60, 1))
+            speeds.append(_speed("trained", cost_a["training_seconds"], cost_b["training_seconds"], first, "min", 60,
+                                 1))
         speeds.append(_speed("predicted", cost_a["inference_seconds_per_patch"], cost_b["inference_seconds_per_patch"],
-                             f"s per patch on {cost_a['inference_device']}", 1, 2))
-        text += f" {name} " + " and ".join(speeds) + f" than {first}."
+                             first, f"s per patch on {cost_a['inference_device']}", 1, 2))
+        text += f" {name} " + " and ".join(speeds) + "."
     return text
 
 
