@@ -273,3 +273,15 @@ def test_baselines_add_nnunet_with_the_residual_encoder_preset(tmp_path):
     assert models == f"nnUNetResEncM={resenc}"
     constants = (tmp_path / "out" / "trainers" / "demo_trainers.py").read_text()
     assert "TORCH_THREADS = 1" in constants  # three trainings share the two cores
+
+
+def test_one_by_one_trains_each_model_on_all_processes(tmp_path):
+    from nnunetv2_unetrpp.demo.cli import parse_args, run_pipeline
+
+    args = parse_args(["--quick", "--schedule", "one-by-one", "--num-processes", "2", "-o", str(tmp_path / "out")])
+    runner = RecordingRunner()
+    run_pipeline(args, prepare(args.output, False, {}), runner)
+    assert [list(stage) for stage in runner.stages] == [
+        ["plan_and_preprocess"], ["train_UNETRPP"], ["train_nnUNet"], ["predict_UNETRPP", "predict_nnUNet"],
+        ["compare"]]
+    assert "TORCH_THREADS = 2" in (tmp_path / "out" / "trainers" / "demo_trainers.py").read_text()
