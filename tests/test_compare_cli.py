@@ -163,7 +163,7 @@ def test_model_folders_and_images_give_verdict_curves_and_montage(tmp_path):
     assert s["figures"] == ["dice_boxplot.png", "hd95_mm_boxplot.png", "learning_curves.png", "montage.png"]
     md = (out / "summary.md").read_text()
     assert md.splitlines()[2].startswith("**Verdict.** nnUNet has the higher mean Dice")
-    assert "tumour" in md.splitlines()[2] and "over 4 cases is not significant" in md
+    assert "tumour" in md.splitlines()[2] and "Wilcoxon test over 4 cases not significant" in md
     assert "![Learning curves](learning_curves.png)" in md and "![Representative slices](montage.png)" in md
     for png, size in (("learning_curves.png", (700, 1000)), ("montage.png", (1050, 750))):
         pixels = matplotlib.image.imread(str(out / png))

@@ -48,17 +48,15 @@ def pair_verdict(summary: dict, name: str) -> str:
     level = [k for k in keys if k not in ahead + behind]
     if level:
         parts.append(f"they are on par (within {MARGIN:g}) on {_names(summary, level)}")
-    text = (f"{leader} has the higher mean Dice ({max(mean_a, mean_b):.3f} vs {min(mean_a, mean_b):.3f} for {other}); "
-            + "; ".join(parts) + ".")
-
     test = summary["wilcoxon"][name][OVERALL]["dice"]
     n = test["n"]
     significant = test["p"] < ALPHA
-    text += (f" The paired Wilcoxon test of the per-case mean Dice over {n} cases is "
-             f"{'significant' if significant else 'not significant'} (p = {test['p']:.3g}")
+    tested = (f"paired Wilcoxon test over {n} cases {'significant' if significant else 'not significant'}, "
+              f"p = {test['p']:.3g}")
     if not significant and minimum_p(n) >= ALPHA:
-        text += f"; with {n} cases no difference can reach p < {ALPHA:g}"
-    text += ")."
+        tested += f": with {n} cases no difference can reach p < {ALPHA:g}"
+    text = (f"{leader} has the higher mean Dice ({max(mean_a, mean_b):.3f} vs {min(mean_a, mean_b):.3f} for {other}; "
+            f"{tested}); " + "; ".join(parts) + ".")
     cost_a, cost_b = a.get("cost"), b.get("cost")
     if cost_a and cost_b:
         speeds = []
