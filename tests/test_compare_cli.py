@@ -127,6 +127,49 @@ def test_end_to_end_with_model_folder(tmp_path):
         assert width > 100 and height > 100 and (out / png).stat().st_size < 200_000
 
 
+def write_images(folder: Path) -> Path:
+    """A noisy image CASE_0000.nii.gz per case, brighter inside the reference's structures."""
+    rng = np.random.default_rng(0)
+    for i, c in enumerate(CASES):
+        image = reference(i) * 100.0 + rng.normal(0, 20, SHAPE)
+        written = sitk.GetImageFromArray(image.astype(np.float32))
+        written.SetSpacing(SPACING[::-1])
+        folder.mkdir(exist_ok=True)
+        sitk.WriteImage(written, str(folder / f"{c}_0000.nii.gz"))
+    return folder
+
+
+def test_model_folders_and_images_give_verdict_curves_and_montage(tmp_path):
+    """-models adds cost and learning curves to plain prediction folders, -images the montage; the report opens
+    with the verdict."""
+    import matplotlib.image
+    import torch
+
+    paths = make_dataset(tmp_path)
+    model, _ = make_model_folder(tmp_path / "results", LABELS, [20.0, 22.0])
+    checkpoint = model / "fold_0" / "checkpoint_final.pth"
+    start = 1_700_000_000.0
+    torch.save({**torch.load(checkpoint, weights_only=False), "logging": {
+        "train_losses": [0.5, 0.1], "val_losses": [0.6, 0.2], "mean_fg_dice": [0.3, 0.7], "ema_fg_dice": [0.3, 0.34],
+        "dice_per_class_or_region": [[0.3], [0.7]], "lrs": [0.01, 0.005],
+        "epoch_start_timestamps": [start, start + 20], "epoch_end_timestamps": [start + 20, start + 42]}}, checkpoint)
+    images = write_images(tmp_path / "imagesTs")
+    out = tmp_path / "out"
+    assert main(["-ref", str(paths["ref"]), "-pred", f"UNETRPP={paths['a']}", f"nnUNet={paths['b']}",
+                 "-models", f"nnUNet={model / 'fold_0'}", "-images", str(images), "-o", str(out),
+                 "-dataset_json", str(paths["dj"]), "-np", "1"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["methods"]["nnUNet"]["cost"]["training_seconds"] == pytest.approx(42.0)
+    assert s["figures"] == ["dice_boxplot.png", "hd95_mm_boxplot.png", "learning_curves.png", "montage.png"]
+    md = (out / "summary.md").read_text()
+    assert md.splitlines()[2].startswith("**Verdict.** nnUNet has the higher mean Dice")
+    assert "tumour" in md.splitlines()[2] and "Wilcoxon test over 4 cases not significant" in md
+    assert "![Learning curves](learning_curves.png)" in md and "![Representative slices](montage.png)" in md
+    for png, size in (("learning_curves.png", (700, 1000)), ("montage.png", (1050, 750))):
+        pixels = matplotlib.image.imread(str(out / png))
+        assert pixels.shape[:2] == size and len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 10
+
+
 def test_labels_from_references_and_nsd_tolerance(tmp_path, capsys):
     paths = make_dataset(tmp_path)
     out = tmp_path / "out"
@@ -186,6 +229,8 @@ def test_cost_failure_is_a_warning(tmp_path, capsys):
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert "cost" not in s["methods"]["M"] and s["methods"]["M"]["model_folder"] == str(model)
     assert any("model cost of M" in w for w in s["warnings"]) and "warning: model cost of M" in capsys.readouterr().err
+    assert any(w.startswith(f"learning curves of M ({model}) not drawn") for w in s["warnings"])
+    assert "learning_curves.png" not in s["figures"] and not (tmp_path / "out" / "learning_curves.png").exists()
 
 
 def test_2d_images_are_evaluated_in_2d(tmp_path):
@@ -235,6 +280,11 @@ def _break_no_images(p):
     return [str(p["b"]), "no .nii.gz images"]
 
 
+def _add_images(p):
+    p["img"] = write_images(p["ref"].parent / "imagesTs")
+    return ["inside input folder", str(p["img"])]
+
+
 ERRORS = {
     "missing case": (_break_missing, {}),
     "extra case": (_break_extra, {}),
@@ -249,6 +299,10 @@ ERRORS = {
     "output inside input": (lambda p: ["output folder", "inside input folder"], {"out": "labelsTr/sub"}),
     "duplicate names": (lambda p: ["unique"], {"duplicate": True}),
     "missing dataset.json": (lambda p: ["does not exist", str(p["dj"]) + "_nope"], {"dj": "_nope"}),
+    "models of an unknown method": (lambda p: ["no -pred method is called Other"], {"models": "Other=a"}),
+    "models not a model folder": (lambda p: ["is not a trained nnU-Net model folder"], {"models": "nnUNet=a"}),
+    "images missing": (lambda p: ["image(s) missing", "case_000_0000.nii.gz"], {"images": "ref"}),
+    "output inside images": (_add_images, {"images": "img", "out": "imagesTs/sub"}),
 }
 
 
@@ -261,7 +315,14 @@ def _argv(p: dict, tmp_path: Path, opts: dict) -> list[str]:
     out = str(tmp_path / opts["out"]) if "out" in opts else str(tmp_path / "out")
     if opts.get("out") == "b":
         out = str(p["b"])
-    return ["-ref", ref, "-pred", *preds, "-o", out, "-dataset_json", str(p["dj"]) + opts.get("dj", ""), "-np", "1"]
+    extra = []
+    if "models" in opts:
+        name, key = opts["models"].split("=")
+        extra += ["-models", f"{name}={p[key]}"]
+    if "images" in opts:
+        extra += ["-images", str(p[opts["images"]])]
+    return ["-ref", ref, "-pred", *preds, "-o", out, "-dataset_json", str(p["dj"]) + opts.get("dj", ""), "-np", "1",
+            *extra]
 
 
 @pytest.mark.parametrize("error", list(ERRORS))

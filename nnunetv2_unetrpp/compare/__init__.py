@@ -2,7 +2,9 @@
 
 Modules: ``inputs`` (arguments, folders, cases), ``labels`` (labels/regions), ``evaluate`` (per-case work in
 worker processes), ``metrics`` (Dice/HD95/NSD), ``stats`` (mean/std/median, Wilcoxon), ``report``
-(summary.json / summary.md), ``plots`` (box plots), ``cost`` (parameters, FLOPs, timings), ``cli``.
+(summary.json / summary.md, the terminal's Dice table), ``verdict`` (the result in plain words), ``plots`` (box
+plots), ``learning_curves`` (from nnU-Net's training record, with ``-models`` or model-folder ``-pred``),
+``montage`` (representative slices with outlines, with ``-images``), ``cost`` (parameters, FLOPs, timings), ``cli``.
 
 METRICS
 =======

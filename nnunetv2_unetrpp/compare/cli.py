@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from nnunetv2_unetrpp.compare.errors import CompareError
-from nnunetv2_unetrpp.compare.inputs import (check_output_folder, detect_file_ending, file_ending_from_dataset_json,
-                                             list_cases, load_method, reader_class, select_cases)
+from nnunetv2_unetrpp.compare.inputs import (attach_model_folders, check_output_folder, detect_file_ending,
+                                             file_ending_from_dataset_json, image_files, list_cases, load_method,
+                                             reader_class, select_cases)
 from nnunetv2_unetrpp.compare.labels import labels_from_dataset_json, labels_from_values
 
 HD95_DEFINITION = ("MONAI compute_hausdorff_distance(percentile=95): the larger of the two directed 95th "
@@ -40,6 +41,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="prediction folders; DIR may be an nnU-Net model folder or fold_X folder (its validation "
                         "predictions are used). The first method is the baseline of the Wilcoxon tests")
     p.add_argument("-o", required=True, type=Path, help="output folder (must not be an input folder)")
+    p.add_argument("-models", nargs="+", default=[], metavar="NAME=DIR",
+                   help="trained nnU-Net model folders (TRAINER__PLANS__CONFIGURATION or fold_X) of methods whose "
+                        "-pred is a plain prediction folder: for model cost and learning curves")
+    p.add_argument("-images", type=Path,
+                   help="folder of the images (nnU-Net raw format, CASE_0000<file_ending>) for the montage of "
+                        "representative slices")
     p.add_argument("-dataset_json", type=Path, help="dataset.json giving labels/regions, ignore label, file ending")
     p.add_argument("-np", type=int, default=min(4, os.cpu_count() or 1), help="worker processes (default min(4, CPUs))")
     p.add_argument("--nsd_tolerance_mm", type=float, default=1.0, help="NSD tolerance in mm (default 1)")
@@ -86,13 +93,21 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise CompareError(f"method names must be unique, got {names}")
+    methods = attach_model_folders(methods, args.models)
+    if args.images is not None and not args.images.is_dir():
+        raise CompareError(f"image folder {args.images} does not exist")
     check_output_folder(args.o, [args.ref] + [m.argument for m in methods]
-                        + [f for m in methods for f in m.prediction_folders])
+                        + [f for m in methods for f in m.prediction_folders]
+                        + [m.model_folder for m in methods if m.model_folder is not None]
+                        + ([args.images] if args.images is not None else []))
     cases, warnings = select_cases(references, methods, args.subset, args.allow_extra)
+    images = image_files(args.images, cases, file_ending) if args.images is not None else None
 
     # Imported here: MONAI, torch and matplotlib take seconds to load, and input errors should come instantly.
     from nnunetv2_unetrpp.compare.cost import compute_model_cost
     from nnunetv2_unetrpp.compare.evaluate import CaseTask, evaluate_case, run_parallel, unique_values
+    from nnunetv2_unetrpp.compare.learning_curves import learning_curves_figure
+    from nnunetv2_unetrpp.compare.montage import montage_figure
     from nnunetv2_unetrpp.compare.plots import write_box_plots
     from nnunetv2_unetrpp.compare.report import build_summary, write_summary_json, write_summary_markdown
 
@@ -118,8 +133,16 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
         args.o.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CompareError(f"cannot create output folder {args.o}: {e}") from None
-    written = [write_summary_json(summary, args.o), write_summary_markdown(summary, args.o),
-               *write_box_plots(summary, args.o)]
+    figures = write_box_plots(summary, args.o)
+    models = {m.name: (m.model_folder, m.folds) for m in methods if m.model_folder is not None}
+    for figure in (learning_curves_figure(models, args.o, warnings),
+                   montage_figure(summary, images, references, {m.name: m.files for m in methods}, labels, reader,
+                                  args.o)
+                   if images is not None else None):
+        if figure is not None:
+            figures.append(figure)
+    summary["figures"] = [f.name for f in figures]
+    written = [write_summary_json(summary, args.o), write_summary_markdown(summary, args.o), *figures]
     return written, warnings
 
 

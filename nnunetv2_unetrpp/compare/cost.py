@@ -4,7 +4,7 @@ The network is rebuilt by nnU-Net's own predictor initialisation and the checkpo
 loaded strictly, which proves that the measured network is the trained one; counting and timing
 are `benchmarking/network_cost.py`'s (definitions there). Inference time is measured on CUDA when
 available, else on the CPU; epoch time is the mean of the `Epoch time: X s` lines of every
-`training_log_*.txt` of the trained folds.
+`training_log_*.txt` of the trained folds, training time their sum.
 """
 import re
 from pathlib import Path
@@ -60,4 +60,5 @@ def compute_model_cost(model_folder: Path, folds: Sequence[str], repeats: int = 
         "inference_device": str(device),
         "epoch_seconds_mean": float(np.mean(epochs)) if epochs else None,
         "epochs_logged": len(epochs),
+        "training_seconds": float(np.sum(epochs)) if epochs else None,
     }

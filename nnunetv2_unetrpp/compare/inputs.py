@@ -15,7 +15,7 @@ method must still hold exactly them. ``allow_extra``: prediction cases without a
 with a warning instead of being an error.
 """
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -169,3 +169,31 @@ def check_output_folder(output: Path, inputs: list[Path]) -> None:
         f = folder.resolve()
         if out == f or f in out.parents:
             raise CompareError(f"output folder {output} is inside input folder {folder}; choose another -o")
+
+
+def attach_model_folders(methods: list[Method], arguments: list[str]) -> list[Method]:
+    """Methods with the trained model folders given as NAME=DIR (``-models``): a model folder or a fold_X folder."""
+    by_name = {m.name: m for m in methods}
+    for argument in arguments:
+        name, folder = parse_method_argument(argument)
+        if name not in by_name:
+            raise CompareError(f"-models {argument}: no -pred method is called {name} (methods: {', '.join(by_name)})")
+        if _is_trained_fold(folder) and is_model_folder(folder.parent):
+            model, folds = folder.parent, (folder.name,)
+        elif is_model_folder(folder):
+            model, folds = folder, tuple(f.name for f in sorted(folder.glob("fold_*")) if _is_trained_fold(f))
+        else:
+            raise CompareError(f"-models {argument}: {folder} is not a trained nnU-Net model folder (plans.json, "
+                               "dataset.json and a fold_X with a checkpoint and a training log) or one of its folds")
+        by_name[name] = replace(by_name[name], model_folder=model, folds=folds)
+    return [by_name[m.name] for m in methods]
+
+
+def image_files(folder: Path, cases: list[str], file_ending: str) -> dict[str, Path]:
+    """Case -> first-channel image ``CASE_0000<file_ending>`` in ``folder`` (nnU-Net raw format), for every case."""
+    files = {c: folder / f"{c}_0000{file_ending}" for c in cases}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise CompareError(f"-images {folder}: {len(missing)} image(s) missing, e.g. {missing[0]} (expected "
+                           f"CASE_0000{file_ending} for every compared case)")
+    return files

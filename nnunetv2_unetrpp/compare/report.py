@@ -7,11 +7,13 @@ import numpy as np
 
 from nnunetv2_unetrpp.compare.labels import LabelSpec
 from nnunetv2_unetrpp.compare.metrics import HIGHER_IS_BETTER, METRICS
-from nnunetv2_unetrpp.compare.stats import describe, paired_wilcoxon
+from nnunetv2_unetrpp.compare.stats import OVERALL, describe, paired_wilcoxon
+from nnunetv2_unetrpp.compare.verdict import verdict
 
-OVERALL = "overall"
 DECIMALS = {"dice": 4, "nsd": 4, "hd95_mm": 2, "hd95_vox": 2}
 TITLES = {"dice": "Dice", "hd95_mm": "HD95 (mm)", "hd95_vox": "HD95 (vox)", "nsd": "NSD"}
+TITLE_OF_FIGURE = {"dice_boxplot.png": "Dice per structure", "hd95_mm_boxplot.png": "HD95 (mm) per structure",
+                   "learning_curves.png": "Learning curves", "montage.png": "Representative slices"}
 
 
 def build_summary(cases: list[str], method_names: list[str], results: list[dict], labels: LabelSpec,
@@ -108,33 +110,73 @@ def _cost_table(summary: dict) -> Optional[list[str]]:
     costs = {n: m["cost"] for n, m in summary["methods"].items() if m.get("cost")}
     if not costs:
         return None
-    header = ["Method", "Parameters (M)", "GFLOPs / patch", "Patch size", "Forward time / patch (s)", "Epoch time (s)"]
+    header = ["Method", "Parameters (M)", "GFLOPs / patch", "Patch size", "Forward time / patch (s)", "Epoch time (s)",
+              "Training time (min)"]
     rows = []
     for name, c in costs.items():
         epoch = f"{c['epoch_seconds_mean']:.1f} ({c['epochs_logged']} epochs)" if c["epoch_seconds_mean"] else "n/a"
+        total = f"{c['training_seconds'] / 60:.1f}" if c.get("training_seconds") else "n/a"
         rows.append([name, f"{c['parameters'] / 1e6:.2f}", f"{c['flops_per_patch'] / 1e9:.1f}",
                      "x".join(map(str, c["patch_size"])),
-                     f"{c['inference_seconds_per_patch']:.3f} ({c['inference_device']})", epoch])
+                     f"{c['inference_seconds_per_patch']:.3f} ({c['inference_device']})", epoch, total])
     return _table(header, rows)
 
 
+def dice_table(summary: dict, width: int = 100) -> str:
+    """Plain-text table of the mean Dice per method and structure, with the mean over structures: methods as
+    rows, or structures as rows when that is the only way to stay within `width` columns."""
+    keys = list(summary["labels"]) + [OVERALL]
+    names = {k: summary["labels"][k]["name"] if k != OVERALL else "Mean" for k in keys}
+    value = {(m, k): (method["overall"] if k == OVERALL else method["per_label"][k])["dice"]["mean"]
+             for m, method in summary["methods"].items() for k in keys}
+    rows_are_methods = [[""] + [names[k] for k in keys]] + [[m] + [f"{value[m, k]:.3f}" for k in keys]
+                                                           for m in summary["methods"]]
+    rows_are_labels = [["Dice"] + list(summary["methods"])] + [[names[k]] + [f"{value[m, k]:.3f}" for m in
+                                                                              summary["methods"]] for k in keys]
+    for rows in (rows_are_methods, rows_are_labels):
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                 for r in rows]
+        if max(map(len, lines)) <= width:
+            break
+    return "\n".join(lines)
+
+
+def cost_line(summary: dict) -> Optional[str]:
+    """One line with each method's training time and forward time per patch (None without model cost)."""
+    costs = {n: m["cost"] for n, m in summary["methods"].items() if m.get("cost")}
+    if not costs:
+        return None
+    parts = [f"{n} " + (f"trained {c['training_seconds'] / 60:.1f} min, " if c.get("training_seconds") else "")
+             + f"{c['inference_seconds_per_patch']:.2f} s/patch" for n, c in costs.items()]
+    return "Cost: " + "; ".join(parts)
+
+
 def summary_markdown(summary: dict) -> str:
-    """The Markdown report: metric tables (mean ± std over cases), Wilcoxon p-values, model cost, warnings."""
+    """The Markdown report: the verdict, the Dice/HD95/NSD table, the Dice box plot, model cost, the other figures,
+    Wilcoxon p-values, HD95 in voxels, warnings."""
     s = summary["settings"]
     names = list(summary["methods"])
     tol = s["nsd_tolerance_mm"]
-    lines = [f"# Segmentation comparison: {', '.join(names)}", "",
-             f"{len(summary['cases'])} cases. Mean ± std (sample std) over cases; best mean per column in **bold**. "
-             f"NSD at {tol:g} mm tolerance. HD95: {s['hd95_definition']} Empty masks: {s['empty_mask_policy']}", "",
-             "## Dice, HD95 (mm) and NSD", "", *_metric_table(summary, ("dice", "hd95_mm", "nsd")), "",
-             "## HD95 in voxels (the unit of the UNETR++ paper's tables)", "", *_metric_table(summary, ("hd95_vox",)),
-             ""]
-    if summary["wilcoxon"]:
-        lines += [f"## Paired Wilcoxon signed-rank test vs {names[0]} (two-sided p-values)", "",
-                  *_wilcoxon_table(summary, ("dice", "hd95_mm", "nsd")), ""]
+    figures = summary.get("figures", [])
+    lines = [f"# Segmentation comparison: {', '.join(names)}", ""]
+    if len(names) > 1:
+        lines += [f"**Verdict.** {verdict(summary)}", ""]
+    lines += [f"{len(summary['cases'])} cases. Mean ± std (sample std) over cases; best mean per column in **bold**. "
+              f"NSD at {tol:g} mm tolerance. HD95: {s['hd95_definition']} Empty masks: {s['empty_mask_policy']}", "",
+              "## Dice, HD95 (mm) and NSD", "", *_metric_table(summary, ("dice", "hd95_mm", "nsd")), ""]
+    lines += [f"![{TITLE_OF_FIGURE[f]}]({f})\n" for f in figures if f == "dice_boxplot.png"]
     cost = _cost_table(summary)
     if cost:
         lines += ["## Model cost", "", s["cost_definition"], "", *cost, ""]
+    lines += [f"## {TITLE_OF_FIGURE[f]}\n\n![{TITLE_OF_FIGURE[f]}]({f})\n" for f in figures
+              if f in ("learning_curves.png", "montage.png")]
+    if summary["wilcoxon"]:
+        lines += [f"## Paired Wilcoxon signed-rank test vs {names[0]} (two-sided p-values)", "",
+                  *_wilcoxon_table(summary, ("dice", "hd95_mm", "nsd")), ""]
+    lines += ["## HD95 in voxels (the unit of the UNETR++ paper's tables)", "",
+              *_metric_table(summary, ("hd95_vox",)), ""]
+    lines += [f"![{TITLE_OF_FIGURE[f]}]({f})\n" for f in figures if f == "hd95_mm_boxplot.png"]
     if summary["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
     return "\n".join(lines)

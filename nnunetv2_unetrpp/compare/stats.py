@@ -5,6 +5,9 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import wilcoxon
 
+#: Summary key of the statistics over the per-case means across labels.
+OVERALL = "overall"
+
 
 def describe(values: Sequence[float]) -> dict[str, float]:
     """Mean, sample standard deviation (ddof=1; 0 for a single case) and median."""

@@ -10,8 +10,10 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 #: Child-output lines worth showing while a stage runs (nnU-Net training/prediction milestones).
 PROGRESS = re.compile(
@@ -38,6 +40,7 @@ class Runner:
         self.started = time.perf_counter()
         self.index = 0
         self.timings: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def elapsed(self) -> str:
         """Time since the demo started."""
@@ -54,31 +57,73 @@ class Runner:
         self.timings[key] = time.perf_counter() - start
         print(f"    done in {format_seconds(self.timings[key])}", flush=True)
 
-    def run(self, key: str, title: str, command: list[str]) -> None:
+    def run(self, key: str, title: str, command: list[str], env: Optional[dict[str, str]] = None) -> None:
         """Run `command`, teeing its output to logs/<n>_<key>.log; StageError if it fails."""
+        self.run_together(title, {key: command}, env)
+
+    def run_together(self, title: str, commands: dict[str, list[str]], env: Optional[dict[str, str]] = None) -> None:
+        """One stage of several child processes at once (logs/<n>_<key>.log each, progress lines prefixed with
+        the key when there are several); `env` adds to the shared environment. StageError names every failure."""
         start = self.announce(title)
-        log_path = self.log_folder / f"{self.index:02d}_{key}.log"
+        prefix = len(commands) > 1
+        children = [_Child(key, command, self.log_folder / f"{self.index:02d}_{key}.log", {**self.env, **(env or {})},
+                           self.log_folder.parent, self._progress(key if prefix else "")) for key, command in
+                    commands.items()]
+        try:
+            codes = [child.wait() for child in children]
+        except KeyboardInterrupt:
+            for child in children:
+                child.stop()
+            raise
+        failed = [f"stage '{title}' ({child.key}) failed with exit code {code}\n{_tail(child.log_path)}\n"
+                  f"full log: {child.log_path}" for child, code in zip(children, codes) if code != 0]
+        if failed:
+            raise StageError("\n".join(failed))
+        for child in children:
+            self.timings[child.key] = child.seconds
+        print(f"    done in {format_seconds(time.perf_counter() - start)}", flush=True)
+
+    def _progress(self, prefix: str) -> Callable[[str], None]:
+        def show(text: str) -> None:
+            with self._lock:
+                print(f"    {self.elapsed():>12} | {prefix + ': ' if prefix else ''}{text[:150]}", flush=True)
+        return show
+
+
+class _Child:
+    """A child process whose output a thread copies into its log, passing progress lines to `show`; `seconds` is
+    its run time once it has ended."""
+
+    def __init__(self, key: str, command: list[str], log_path: Path, env: dict[str, str], cwd: Path,
+                 show: Callable[[str], None]):
+        self.key, self.log_path = key, log_path
         print(f"    $ {shlex.join(command)}\n    log: {log_path}", flush=True)
-        with open(log_path, "w", encoding="utf-8") as log:
-            log.write(f"$ {shlex.join(command)}\n")
-            log.flush()
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                       errors="replace", env=self.env, cwd=self.log_folder.parent, bufsize=1)
-            try:
-                for line in process.stdout:  # text mode splits on \r too, so tqdm bars become lines
-                    log.write(line)
-                    text = _TIMESTAMP.sub("", line.strip())
-                    if text and PROGRESS.search(text):
-                        print(f"    {self.elapsed():>12} | {text[:150]}", flush=True)
-                code = process.wait()
-            except KeyboardInterrupt:
-                process.terminate()
-                process.wait()
-                raise
-        if code != 0:
-            raise StageError(f"stage '{title}' failed with exit code {code}\n{_tail(log_path)}\n"
-                             f"full log: {log_path}")
-        self.finish(key, start)
+        self.log = open(log_path, "w", encoding="utf-8")
+        self.log.write(f"$ {shlex.join(command)}\n")
+        self.log.flush()
+        self.started, self.seconds = time.perf_counter(), 0.0
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        errors="replace", env=env, cwd=cwd, bufsize=1)
+        self.reader = threading.Thread(target=self._copy, args=(show,), daemon=True)
+        self.reader.start()
+
+    def _copy(self, show: Callable[[str], None]) -> None:
+        for line in self.process.stdout:  # text mode splits on \r too, so tqdm bars become lines
+            self.log.write(line)
+            text = _TIMESTAMP.sub("", line.strip())
+            if text and PROGRESS.search(text):
+                show(text)
+        self.seconds = time.perf_counter() - self.started  # the output ends when the process does
+
+    def wait(self) -> int:
+        code = self.process.wait()
+        self.reader.join()
+        self.log.close()
+        return code
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.wait()
 
 
 def _tail(path: Path, lines: int = 40) -> str:

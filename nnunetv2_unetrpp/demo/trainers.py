@@ -23,24 +23,27 @@ from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP
 NUM_EPOCHS = {epochs}
 NUM_ITERATIONS_PER_EPOCH = {iterations}
 NUM_VAL_ITERATIONS_PER_EPOCH = {val_iterations}
-#: nnU-Net's sliding-window prediction of the validation cases after training (needed for the cost report).
-FINAL_VALIDATION = {final_validation}
+#: torch threads of each training; nnUNetv2_train -device cpu would take every core, and the demo may run both
+#: trainings side by side.
+TORCH_THREADS = {threads}
 
 
 class DemoBudget:
-    """Mixin: the demo budget, and nnU-Net's final validation only when the report needs it.
+    """Mixin: the demo budget and thread count, and no final validation: nnU-Net's sliding-window prediction
+    of the validation cases after training, which the demo does not use (it predicts the test cases).
     The __init__ signature must stay nnU-Net's: it records its init arguments by name."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(TORCH_THREADS)
         self.num_epochs = NUM_EPOCHS
         self.num_iterations_per_epoch = NUM_ITERATIONS_PER_EPOCH
         self.num_val_iterations_per_epoch = NUM_VAL_ITERATIONS_PER_EPOCH
 
     def perform_actual_validation(self, save_probabilities: bool = False):
-        if FINAL_VALIDATION:
-            super().perform_actual_validation(save_probabilities)
+        pass
 
 
 class {unetrpp}(DemoBudget, nnUNetTrainerUNETRPP):
@@ -54,12 +57,12 @@ class {nnunet}(DemoBudget, nnUNetTrainer):
 
 @dataclass(frozen=True)
 class Budget:
-    """Training budget shared by both trainers."""
+    """Training budget shared by both trainers, and the CPU threads each training uses."""
 
     epochs: int
     iterations: int
     val_iterations: int
-    final_validation: bool = True
+    threads: int = 1
 
 
 def write_trainer_module(folder: Path, budget: Budget) -> Path:
@@ -68,6 +71,6 @@ def write_trainer_module(folder: Path, budget: Budget) -> Path:
     path = folder / f"{MODULE_NAME}.py"
     path.write_text(_TEMPLATE.format(epochs=budget.epochs, iterations=budget.iterations,
                                      val_iterations=budget.val_iterations,
-                                     final_validation=budget.final_validation, unetrpp=UNETRPP_TRAINER,
+                                     threads=budget.threads, unetrpp=UNETRPP_TRAINER,
                                      nnunet=NNUNET_TRAINER))
     return path

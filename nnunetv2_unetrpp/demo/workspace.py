@@ -18,6 +18,8 @@ from nnunetv2_unetrpp.env import ext_trainer_value
 MARKER = "nnunetv2_unetrpp_demo.json"
 DATASET_ID = 901
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_SyntheticAbdomenCT"
+#: Environment variables that place caches (matplotlib's, torch's) in the output folder.
+CACHES = ("XDG_CACHE_HOME", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 
 
 class OutputFolderError(RuntimeError):
@@ -42,11 +44,15 @@ class Workspace:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def comparison(self) -> Path:
+        return self.root / "comparison"
+
     def predictions(self, method: str) -> Path:
         return self.root / "predictions" / method
 
-    def results(self, trainer: str) -> Path:
-        return self.root / "nnUNet_results" / DATASET_NAME / f"{trainer}__nnUNetPlans__3d_fullres"
+    def results(self, trainer: str, plans: str = "nnUNetPlans") -> Path:
+        return self.root / "nnUNet_results" / DATASET_NAME / f"{trainer}__{plans}__3d_fullres"
 
 
 def prepare(root: Path, overwrite: bool, settings: dict) -> Workspace:
