@@ -104,9 +104,8 @@ def test_trainer_module_is_found_by_nnunet(tmp_path, monkeypatch):
     for cls in (unetrpp, nnunet):
         assert list(inspect.signature(cls.__init__).parameters) == [
             "self", "plans", "configuration", "fold", "dataset_json", "device"]
-        constants = cls.__init__.__globals__  # nnU-Net drops the module from sys.modules after the lookup
-        assert [constants[k] for k in ("NUM_EPOCHS", "NUM_ITERATIONS_PER_EPOCH", "NUM_VAL_ITERATIONS_PER_EPOCH",
-                                       "TORCH_THREADS")] == [3, 7, 2, 1]
+        assert [getattr(cls, k) for k in ("num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch",
+                                          "torch_threads")] == [3, 7, 2, 1]
 
 
 def test_refuses_non_empty_output_folder(tmp_path, capsys):
@@ -272,7 +271,7 @@ def test_baselines_add_nnunet_with_the_residual_encoder_preset(tmp_path):
     resenc = tmp_path / "out" / "nnUNet_results" / DATASET_NAME / f"{NNUNET_TRAINER}__{RESENC.plans}__3d_fullres"
     assert models == f"nnUNetResEncM={resenc}"
     constants = (tmp_path / "out" / "trainers" / "demo_trainers.py").read_text()
-    assert "TORCH_THREADS = 1" in constants  # three trainings share the two cores
+    assert "torch_threads = 1" in constants  # three trainings share the two cores
 
 
 def test_one_by_one_trains_each_model_on_all_processes(tmp_path):
@@ -284,4 +283,4 @@ def test_one_by_one_trains_each_model_on_all_processes(tmp_path):
     assert [list(stage) for stage in runner.stages] == [
         ["plan_and_preprocess"], ["train_UNETRPP"], ["train_nnUNet"], ["predict_UNETRPP", "predict_nnUNet"],
         ["compare"]]
-    assert "TORCH_THREADS = 2" in (tmp_path / "out" / "trainers" / "demo_trainers.py").read_text()
+    assert "torch_threads = 2" in (tmp_path / "out" / "trainers" / "demo_trainers.py").read_text()

@@ -14,33 +14,29 @@ NNUNET_TRAINER = "nnUNetTrainer_demo"
 MODULE_NAME = "demo_trainers"
 
 _TEMPLATE = '''"""Trainers of one nnUNetv2_unetrpp_demo run (generated file): UNETR++ and stock nnU-Net with the
-same budget. nnU-Net finds them through nnUNet_extTrainer."""
+same budget, declared as class attributes (nnunetv2_unetrpp.trainers.settings). nnU-Net finds them
+through nnUNet_extTrainer."""
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP
-
-NUM_EPOCHS = {epochs}
-NUM_ITERATIONS_PER_EPOCH = {iterations}
-NUM_VAL_ITERATIONS_PER_EPOCH = {val_iterations}
-#: torch threads of each training; nnUNetv2_train -device cpu would take every core, and the demo may run both
-#: trainings side by side.
-TORCH_THREADS = {threads}
+from nnunetv2_unetrpp.trainers.settings import DeclaredSettings
 
 
 class DemoBudget:
-    """Mixin: the demo budget and thread count, and no final validation: nnU-Net's sliding-window prediction
-    of the validation cases after training, which the demo does not use (it predicts the test cases).
-    The __init__ signature must stay nnU-Net's: it records its init arguments by name."""
+    """The demo budget; {threads} torch thread(s) per training on the CPU (nnUNetv2_train -device cpu takes every
+    core, and the demo may run both trainings side by side); and no final validation, nnU-Net's
+    sliding-window prediction of the validation cases, which the demo does not use (it predicts the test cases)."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+    num_epochs = {epochs}
+    num_iterations_per_epoch = {iterations}
+    num_val_iterations_per_epoch = {val_iterations}
+    torch_threads = {threads}
+
+    def on_train_start(self):
         if self.device.type == "cpu":
-            torch.set_num_threads(TORCH_THREADS)
-        self.num_epochs = NUM_EPOCHS
-        self.num_iterations_per_epoch = NUM_ITERATIONS_PER_EPOCH
-        self.num_val_iterations_per_epoch = NUM_VAL_ITERATIONS_PER_EPOCH
+            torch.set_num_threads(self.torch_threads)
+        super().on_train_start()
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         pass
@@ -50,7 +46,7 @@ class {unetrpp}(DemoBudget, nnUNetTrainerUNETRPP):
     """UNETR++ (nnU-Net recipe) with the demo budget."""
 
 
-class {nnunet}(DemoBudget, nnUNetTrainer):
+class {nnunet}(DemoBudget, DeclaredSettings, nnUNetTrainer):
     """Stock nnU-Net with the demo budget."""
 '''
 
