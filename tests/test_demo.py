@@ -133,6 +133,14 @@ def test_overwrite_replaces_an_earlier_demo_run(tmp_path):
     assert json.loads((out / MARKER).read_text()) == {"seed": 2}
 
 
+def test_flags_take_nnunet_style_and_the_old_spellings():
+    from nnunetv2_unetrpp.demo.cli import parse_args
+    new = parse_args(["--val_iterations", "3", "--num_train_cases", "6", "--image_size", "48", "--no_cost"])
+    old = parse_args(["--val-iterations", "3", "--num-train-cases", "6", "--image-size", "48", "--no-cost"])
+    assert vars(new) == vars(old)
+    assert (new.val_iterations, new.num_train_cases, new.image_size, new.no_cost) == (3, 6, 48, True)
+
+
 @pytest.mark.parametrize("arguments", [["--image-size", "40"], ["--num-train-cases", "4"], ["--epochs", "0"]])
 def test_rejects_impossible_settings(tmp_path, capsys, arguments):
     assert main(["-o", str(tmp_path / "out"), *arguments]) == 2

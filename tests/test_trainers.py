@@ -3,8 +3,6 @@ regions and the ignore label, and the errors users can run into."""
 from __future__ import annotations
 
 import copy
-import json
-import os
 
 import numpy as np
 import pytest
@@ -116,7 +114,6 @@ def test_training_step_with_deep_supervision_at_the_network_scales(plans_with, t
         assert trainer._get_deep_supervision_scales() is None
         batch = {"data": x, "target": seg}
     if trainer.label_manager.has_regions:  # nnU-Net converts labels to regions in its data loader
-        from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot  # noqa: F401
         regions = trainer.label_manager.foreground_regions
         to_regions = lambda t: torch.cat([torch.isin(t, torch.tensor(r if isinstance(r, (list, tuple)) else [r])).long()
                                           for r in regions], 1)

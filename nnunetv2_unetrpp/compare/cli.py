@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from nnunetv2_unetrpp.command_line import command
 from nnunetv2_unetrpp.compare.errors import CompareError
 from nnunetv2_unetrpp.compare.inputs import (attach_model_folders, check_output_folder, detect_file_ending,
                                              file_ending_from_dataset_json, image_files, list_cases, load_method,
@@ -146,14 +147,10 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     return written, warnings
 
 
+@command
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (2 for user errors)."""
-    args = parse_args(argv)
-    try:
-        written, warnings = run(args)
-    except CompareError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    written, warnings = run(parse_args(argv))
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     print("\n".join(f"wrote {p}" for p in written))

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from nnunetv2_unetrpp.command_line import UserError, command
 from nnunetv2_unetrpp.demo.runner import Runner, StageError, console_script, format_seconds
 from nnunetv2_unetrpp.demo.synthetic import SyntheticConfig, write_dataset
 from nnunetv2_unetrpp.demo.trainers import NNUNET_TRAINER, UNETRPP_TRAINER, Budget, write_trainer_module
-from nnunetv2_unetrpp.demo.workspace import (CACHES, DATASET_ID, MARKER, OutputFolderError, Workspace,
+from nnunetv2_unetrpp.demo.workspace import (CACHES, DATASET_ID, MARKER, Workspace,
                                              child_environment, prepare)
 
 
-class UsageError(ValueError):
+class UsageError(UserError):
     """Settings the demo cannot run with; the message names the flag."""
 
 
@@ -62,8 +63,8 @@ End-to-end demo of nnunetv2_unetrpp that needs no data and no set-up:
 Everything, nnU-Net's data folders included, is written inside the output folder. The defaults train both
 models to a mean Dice above 0.9 on the held-out cases in about 7 minutes on an idle 2-core CPU (about 15 when
 other jobs take half of the cores). For a larger comparison use a GPU, e.g.
-  nnUNetv2_unetrpp_demo --device cuda --image-size 160 --num-train-cases 40 --num-test-cases 20 \\
-      --epochs 100 --iterations 250 --val-iterations 50 --tta -o demo_gpu"""
+  nnUNetv2_unetrpp_demo --device cuda --image_size 160 --num_train_cases 40 --num_test_cases 20 \\
+      --epochs 100 --iterations 250 --val_iterations 50 --tta -o demo_gpu"""
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -80,14 +81,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help=f"training epochs of both models (default {DEFAULTS['epochs']})")
     p.add_argument("--iterations", type=int,
                    help=f"training iterations per epoch (default {DEFAULTS['iterations']}; nnU-Net's is 250)")
-    p.add_argument("--val-iterations", type=int,
+    p.add_argument("--val_iterations", "--val-iterations", type=int,
                    help=f"validation iterations per epoch (default {DEFAULTS['val_iterations']}; nnU-Net's is 50)")
-    p.add_argument("--num-train-cases", type=int,
+    p.add_argument("--num_train_cases", "--num-train-cases", type=int,
                    help=f"synthetic training cases (default {DEFAULTS['num_train_cases']}; at least 5 unless "
                         "--fold all)")
-    p.add_argument("--num-test-cases", type=int,
+    p.add_argument("--num_test_cases", "--num-test-cases", type=int,
                    help=f"synthetic held-out test cases (default {DEFAULTS['num_test_cases']})")
-    p.add_argument("--image-size", type=int,
+    p.add_argument("--image_size", "--image-size", type=int,
                    help=f"in-plane size in voxels, a multiple of 16 (default {DEFAULTS['image_size']}); about a "
                         "third as many 3 mm slices (a multiple of 8, at least 16)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of training and prediction")
@@ -98,16 +99,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--tta", action="store_true",
                    help="test-time mirroring when predicting the test cases (nnU-Net's default; 8x slower, so off "
                         "here by default)")
-    p.add_argument("--no-cost", action="store_true",
+    p.add_argument("--no_cost", "--no-cost", action="store_true",
                    help="leave the model cost (parameters, FLOPs, forward time) out of the report")
     p.add_argument("--baselines", action="store_true",
                    help=f"also train stock nnU-Net with its residual-encoder preset ({RESENC.planner} / "
                         f"{RESENC.plans}) as a third method (off by default: three trainings do not fit the 15 "
                         "minutes on 2 cores)")
     p.add_argument("--schedule", choices=("together", "one-by-one"), default="together",
-                   help="train the models side by side, sharing --num-processes threads (default), or one after the "
+                   help="train the models side by side, sharing --num_processes threads (default), or one after the "
                         "other with all of them")
-    p.add_argument("--num-processes", type=int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--num_processes", "--num-processes", type=int, default=min(2, os.cpu_count() or 1),
                    help="worker processes of nnU-Net (preprocessing, augmentation, export) and of the comparison "
                         "(default min(2, CPUs))")
     args = p.parse_args(argv)
@@ -126,11 +127,11 @@ def check_args(args: argparse.Namespace) -> None:
     """UsageError for settings nnU-Net or the demo cannot run."""
     for key in ("epochs", "iterations", "val_iterations", "num_test_cases", "num_processes"):
         if getattr(args, key) < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be at least 1")
+            raise UsageError(f"--{key} must be at least 1")
     if args.num_train_cases < (1 if args.fold == "all" else 5):
-        raise UsageError("--num-train-cases must be at least 5 for nnU-Net's 5-fold split (or use --fold all)")
+        raise UsageError("--num_train_cases must be at least 5 for nnU-Net's 5-fold split (or use --fold all)")
     if args.image_size < 32 or args.image_size % 16:
-        raise UsageError(f"--image-size must be a multiple of 16 and at least 32, got {args.image_size}")
+        raise UsageError(f"--image_size must be a multiple of 16 and at least 32, got {args.image_size}")
     if args.device == "cuda":
         import torch
 
@@ -177,8 +178,8 @@ def run_pipeline(args: argparse.Namespace, workspace: Workspace, runner: Runner)
     if args.schedule == "together":
         runner.run_together(f"train {names} side by side ({described})", train, train_env)
     else:
-        for (key, command), m in zip(train.items(), compared):
-            runner.run(key, f"train {m.name} ({described})", command, train_env)
+        for (key, argv), m in zip(train.items(), compared):
+            runner.run(key, f"train {m.name} ({described})", argv, train_env)
     predict = {f"predict_{m.name}": [console_script("nnUNetv2_predict"), "-i", str(workspace.raw_dataset / "imagesTs"),
                                      "-o", str(workspace.predictions(m.name)), "-d", str(DATASET_ID), "-c",
                                      "3d_fullres", "-f", args.fold, "-tr", m.trainer, "-p", m.plans, "-device",
@@ -220,16 +221,13 @@ def report(args: argparse.Namespace, workspace: Workspace, runner: Runner) -> No
     marker.write_text(json.dumps(settings, indent=2))
 
 
+@command
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (2: user error, 1: a stage failed, 130: interrupted)."""
     args = parse_args(argv)
-    try:
-        check_args(args)
-        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        workspace = prepare(args.output, args.overwrite, settings)
-    except (UsageError, OutputFolderError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    check_args(args)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    workspace = prepare(args.output, args.overwrite, settings)
     stages = 3 + len({m.planner for m in methods(args)}) + (len(methods(args)) if args.schedule == "one-by-one" else 1)
     print(f"nnUNetv2_unetrpp_demo: {stages} stages, output in {workspace.root}", flush=True)
     env = child_environment(workspace, args.num_processes)

@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunetv2_unetrpp.command_line import UserError
 from nnunetv2_unetrpp.env import ext_trainer_value
 
 MARKER = "nnunetv2_unetrpp_demo.json"
@@ -22,7 +23,7 @@ DATASET_NAME = f"Dataset{DATASET_ID:03d}_SyntheticAbdomenCT"
 CACHES = ("XDG_CACHE_HOME", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 
 
-class OutputFolderError(RuntimeError):
+class OutputFolderError(UserError):
     """The output folder cannot be used; the message says why and what to do."""
 
 
