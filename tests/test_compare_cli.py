@@ -86,7 +86,9 @@ def test_end_to_end_with_model_folder(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert list(s["methods"]) == ["UNETRPP", "nnUNet"] and s["cases"] == CASES
     assert s["settings"]["nsd_tolerance_mm"] == 1.0
-    assert "directed 95th" in s["settings"]["hd95_definition"] and "diagonal" in s["settings"]["empty_mask_policy"]
+    from nnunetv2_unetrpp.compare import metrics
+    assert s["settings"]["metric_definitions"].startswith("nnunetv2_unetrpp/compare/metrics.py")
+    assert "DIRECTED 95th" in metrics.__doc__ and "image diagonal" in metrics.__doc__
     for name, shift, drop in (("UNETRPP", 1, True), ("nnUNet", 0, False)):
         for i, c in enumerate(CASES):
             for key, value in (("1", 1), ("2", 2)):

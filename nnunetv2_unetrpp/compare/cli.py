@@ -17,18 +17,9 @@ from nnunetv2_unetrpp.compare.inputs import (attach_model_folders, check_output_
                                              reader_class, select_cases)
 from nnunetv2_unetrpp.compare.labels import labels_from_dataset_json, labels_from_values
 
-HD95_DEFINITION = ("MONAI compute_hausdorff_distance(percentile=95): the larger of the two directed 95th "
-                   "percentiles (prediction->reference, reference->prediction, linear interpolation) of the "
-                   "Euclidean distances from each surface voxel (mask XOR its binary erosion) to the nearest surface "
-                   "voxel of the other mask; hd95_mm uses the header spacing, hd95_vox spacing 1.")
-EMPTY_MASK_POLICY = ("both masks empty: Dice 1, HD95 0, NSD 1; exactly one empty: Dice 0, NSD 0, HD95 = the image "
-                     "diagonal (in mm for hd95_mm, in voxels for hd95_vox).")
-NSD_DEFINITION = ("MONAI compute_surface_dice (use_subvoxels=False): fraction of the surface voxels of both masks "
-                  "within the tolerance of the other mask's surface.")
-COST_DEFINITION = ("Network rebuilt as nnU-Net's predictor does (trainer's build_network_architecture, no deep "
-                   "supervision, checkpoint loaded strictly). FLOPs: torch FlopCounterMode, one forward pass of a "
-                   "batch-1 patch (multiply-add = 2 FLOPs). Forward time: median of 3 passes after a warm-up. "
-                   "Epoch time: mean of the 'Epoch time' lines of the training logs.")
+#: Where summary.json's numbers are defined: written once, in the metrics and cost modules' docstrings.
+METRIC_DEFINITIONS = "nnunetv2_unetrpp/compare/metrics.py (module docstring); see also docs/COMPARE.md"
+COST_DEFINITIONS = "nnunetv2_unetrpp/compare/cost.py and benchmarking/network_cost.py (docstrings)"
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -64,12 +55,11 @@ def _settings(args: argparse.Namespace, file_ending: str, reader: type, ignore_l
     return {
         "reference_folder": str(args.ref), "dataset_json": str(args.dataset_json) if args.dataset_json else None,
         "file_ending": file_ending, "reader": reader.__name__, "ignore_label": ignore_label,
-        "nsd_tolerance_mm": args.nsd_tolerance_mm, "nsd_definition": NSD_DEFINITION,
-        "hd95_definition": HD95_DEFINITION, "empty_mask_policy": EMPTY_MASK_POLICY,
+        "nsd_tolerance_mm": args.nsd_tolerance_mm, "metric_definitions": METRIC_DEFINITIONS,
         "std": "sample standard deviation (ddof=1)",
         "wilcoxon": "scipy.stats.wilcoxon, two-sided, paired per case against the first method; "
                     "p = 1 when all differences are 0",
-        "cost_definition": COST_DEFINITION,
+        "cost_definitions": COST_DEFINITIONS,
         "case_selection": "first method's cases (--subset)" if args.subset else "all reference cases",
         "allow_extra": args.allow_extra,
     }
