@@ -49,8 +49,8 @@ def test_build_summary_aggregates_by_hand():
     rng = np.random.default_rng(3)
     results = [{m: {k: {metric: float(rng.random()) for metric in METRICS} for k in ("1", "tumour")}
                 for m in ("A", "B")} for _ in cases]
-    s = build_summary(cases, ["A", "B"], results, labels, {"nsd_tolerance_mm": 1.0, "hd95_definition": "x",
-                                                           "empty_mask_policy": "y"}, {}, [])
+    s = build_summary(cases, ["A", "B"], results, labels, {"nsd_tolerance_mm": 1.0, "metric_definitions": "x",
+                                                           "cost_definitions": "y"}, {}, [])
     dice_a1 = [r["A"]["1"]["dice"] for r in results]
     assert s["methods"]["A"]["per_label"]["1"]["dice"]["std"] == pytest.approx(statistics.stdev(dice_a1))
     assert s["methods"]["A"]["per_case"]["c2"]["tumour"]["nsd"] == results[2]["A"]["tumour"]["nsd"]

@@ -163,12 +163,12 @@ def summary_markdown(summary: dict) -> str:
     if len(names) > 1:
         lines += [f"**Verdict.** {verdict(summary)}", ""]
     lines += [f"{len(summary['cases'])} cases. Mean ± std (sample std) over cases; best mean per column in **bold**. "
-              f"NSD at {tol:g} mm tolerance. HD95: {s['hd95_definition']} Empty masks: {s['empty_mask_policy']}", "",
+              f"NSD at {tol:g} mm tolerance. Definitions of the metrics: {s['metric_definitions']}.", "",
               "## Dice, HD95 (mm) and NSD", "", *_metric_table(summary, ("dice", "hd95_mm", "nsd")), ""]
     lines += [f"![{TITLE_OF_FIGURE[f]}]({f})\n" for f in figures if f == "dice_boxplot.png"]
     cost = _cost_table(summary)
     if cost:
-        lines += ["## Model cost", "", s["cost_definition"], "", *cost, ""]
+        lines += ["## Model cost", "", f"Definitions: {s['cost_definitions']}.", "", *cost, ""]
     lines += [f"## {TITLE_OF_FIGURE[f]}\n\n![{TITLE_OF_FIGURE[f]}]({f})\n" for f in figures
               if f in ("learning_curves.png", "montage.png")]
     if summary["wilcoxon"]:
