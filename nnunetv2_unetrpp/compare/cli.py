@@ -26,7 +26,7 @@ NSD_DEFINITION = ("MONAI compute_surface_dice (use_subvoxels=False): fraction of
                   "within the tolerance of the other mask's surface.")
 COST_DEFINITION = ("Network rebuilt as nnU-Net's predictor does (trainer's build_network_architecture, no deep "
                    "supervision, checkpoint loaded strictly). FLOPs: torch FlopCounterMode, one forward pass of a "
-                   "batch-1 patch (multiply-add = 2 FLOPs). Forward time: median of 3 passes after a warm-up. "
+                   "batch-1 patch (multiply-add = 2 FLOPs). Forward time: median of 5 passes after a warm-up. "
                    "Epoch time: mean of the 'Epoch time' lines of the training logs.")
 
 
