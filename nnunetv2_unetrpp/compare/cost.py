@@ -31,7 +31,7 @@ def parse_epoch_times(log_files: Sequence[Path]) -> list[float]:
     return times
 
 
-def compute_model_cost(model_folder: Path, folds: Sequence[str], repeats: int = 3) -> dict:
+def compute_model_cost(model_folder: Path, folds: Sequence[str], repeats: int = 5) -> dict:
     """Parameters, FLOPs per patch, forward time per patch and training time per epoch of a model folder."""
     model_folder = Path(model_folder)
     if not folds:
