@@ -13,7 +13,7 @@ authors' code does) and the PlainConvUNet nnU-Net plans for Synapse-like data:
    scaler on CUDA, bf16 on CPU) and with AMP + torch.compile: median time and peak memory;
 3. sliding-window prediction of one 128x256x256 volume as nnU-Net predicts (`sliding_window.py`:
    nnU-Net's predictor where installed);
-4. the issue's GPU goals: UNETR++'s step at most 0.5x PlainConvUNet's and at least 1.3x faster
+4. the GPU goals: UNETR++'s step at most 0.5x PlainConvUNet's and at least 1.3x faster
    than the reference path, its peak memory below PlainConvUNet's.
 
 Needs only torch, dynamic-network-architectures and this package. Writes the results as JSON

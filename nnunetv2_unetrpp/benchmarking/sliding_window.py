@@ -2,9 +2,9 @@
 step of half a patch, Gaussian importance weighting, test-time mirroring over every axis, fp16
 autocast on CUDA, logits accumulated in fp16 on the device.
 
-`predict_volume` runs nnU-Net's own predictor where nnunetv2 is installed. The lent GPU machines
-have no nnunetv2 (nor SimpleITK, nor a registry to install them from), and this package's
-network code must not need it, so `sliding_window_logits` is a small stand-in with the same
+`predict_volume` runs nnU-Net's own predictor where nnunetv2 is installed. A GPU machine set up
+only to benchmark may lack nnunetv2 (and SimpleITK, which it needs), and this package's network
+code must not need it, so `sliding_window_logits` is a small stand-in with the same
 tiling, weighting, mirroring and precision. It exists to time networks where nnU-Net is absent,
 not to replace nnU-Net's predictor (no padding of small images, no OOM fallback to the CPU).
 """
