@@ -188,7 +188,7 @@ class EPA(nn.Module):
             k_projected, v_projected = self.e_proj(k), self.f_proj(v_spatial)
         k_projected = k_projected * (inv_q * self.spatial_temperature).to(q.dtype)
         # SDPA's fused CPU kernel needs unit-stride last dimensions; with transposed views it fell back
-        # to the generic path, 4x slower forward (Synapse stage 1, 2 threads). Copying q is one pass.
+        # to the much slower generic path. Copying q is one pass.
         # CUDA's flash and memory-efficient kernels require unit-stride last dimensions as well.
         query, key, value = (t.transpose(-2, -1).contiguous() for t in (q, k_projected, v_projected))
         dropout_p = self.attn_drop if self.training else 0.0
@@ -217,10 +217,9 @@ def _cpu_attention_with_dropout(query: torch.Tensor, key: torch.Tensor, value: t
     """softmax(query key^T) with dropout, times value, in query chunks whose (chunk x p) maps fit
     in a core's L2 cache.
 
-    Written out because PyTorch's CPU SDPA with dropout takes a generic path that was 4x slower
-    forward+backward than this. Unchunked, the (N x p) maps are memory-bound: with chunks of
-    about 2 MB, forward+backward of a Synapse stage-1 attention (4 heads, 32768 x 64) took 60
-    instead of 146 ms (2 threads). Autograd still keeps one map and one mask per chunk.
+    Written out because PyTorch's CPU SDPA with dropout takes a much slower generic path, and
+    unchunked the (N x p) maps are memory-bound (numbers in docs/BENCHMARKS.md). Autograd still
+    keeps one map and one mask per chunk.
     """
     rows = max(1, (1 << 19) // (query.shape[:-2].numel() * key.shape[-2]))  # 2**19 fp32 = 2 MB per map
     key_t, value = key.transpose(-2, -1), value / (1 - p)

@@ -1,11 +1,10 @@
 """Channels-last execution of the full-resolution branch, a CPU fast path.
 
-On CPU, oneDNN runs the 3x3x3 convolutions of few channels over large volumes (16 channels at
-the full patch) about 2x faster forward and 1.8x faster forward+backward on channels-last
-tensors than on channel-first ones, which it reorders on every call (Synapse geometry, 2
-threads; see docs/BENCHMARKS.md). PyTorch's instance norm, however, always returns a
-channel-first tensor, which would undo the layout after every conv; the instance norms here
-are drop-in subclasses whose output is channels-last. On other devices (see `execution.py`) they are PyTorch's instance norms.
+On CPU, oneDNN runs the 3x3x3 convolutions of few channels over large volumes faster on
+channels-last tensors than on channel-first ones, which it reorders on every call (numbers in
+docs/BENCHMARKS.md). PyTorch's instance norm, however, always returns a channel-first tensor,
+which would undo the layout after every conv; the instance norms here are drop-in subclasses
+whose output is channels-last. On other devices (`execution.py`) they are PyTorch's instance norms.
 """
 from __future__ import annotations
 
@@ -40,11 +39,10 @@ class _InstanceNormFunction(torch.autograd.Function):
     """Instance norm of a channels-last tensor, with accurate statistics, returned channels-last.
 
     Per sample, instance norm is batch norm with batch size one, but PyTorch's channels-last
-    batch-norm kernel sums in float32 sequentially: over a 16x64x128x128 volume of unit variance
-    its output was off by 1.3e-3 with 1 thread and 7e-5 with 2 (its channel-first kernel: 4e-7),
-    enough to move UNETR++'s outputs by 2e-4 relative. Here mean and variance come from cascade
-    sums over cache-sized chunks of centred tokens, accumulated in float64 (both within 2e-7 of
-    float64); the gradient is PyTorch's batch-norm backward given these statistics.
+    batch-norm kernel sums in float32 sequentially, which over a full-resolution volume is
+    inaccurate enough to move UNETR++'s outputs measurably (docs/BENCHMARKS.md). Here mean and
+    variance come from cascade sums over cache-sized chunks of centred tokens, accumulated in
+    float64; the gradient is PyTorch's batch-norm backward given these statistics.
     """
 
     @staticmethod

@@ -23,9 +23,8 @@ def channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 
 def _cpu_channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """`channel_linear` as batched matmuls: oneDNN's 1x1 convolutions were 2.4x slower
-    forward+backward for the full-resolution head (16 -> 14 channels at 64x128x128, 2 threads).
-    A channels-last input is a batch of column-major (C, N) matrices, which `torch.mm` multiplies
+    """`channel_linear` as batched matmuls, which on CPU beat oneDNN's 1x1 convolutions for the
+    full-resolution head (docs/BENCHMARKS.md). A channels-last input is a batch of column-major (C, N) matrices, which `torch.mm` multiplies
     without a copy and whose gradient it returns column-major again, i.e. channels-last like the
     input."""
     B, _, *spatial = x.shape
