@@ -4,18 +4,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import SimpleITK as sitk
+
+from conftest import plans_dict, write_image_file
 
 TRAINER_FOLDER = "nnUNetTrainer__nnUNetPlans__3d_fullres"
 
 
 def write_seg(path: Path, array: np.ndarray, spacing_zyx: Sequence[float]) -> Path:
     """Write a z,y,x label array as NIfTI with the given spacing (given in array axis order)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = sitk.GetImageFromArray(array.astype(np.uint8))
-    image.SetSpacing([float(s) for s in spacing_zyx[::-1]])  # SimpleITK spacing is x,y,z
-    sitk.WriteImage(image, str(path))
-    return path
+    return write_image_file(array.astype(np.uint8), path, spacing_zyx)
 
 
 def box(shape: Sequence[int], lo: Sequence[int], hi: Sequence[int], value: int = 1) -> np.ndarray:
@@ -26,30 +23,8 @@ def box(shape: Sequence[int], lo: Sequence[int], hi: Sequence[int], value: int =
 
 
 def tiny_plans(patch_size: Sequence[int] = (8, 16, 16)) -> dict:
-    """A minimal nnU-Net v2 plans dict (new 'architecture' format) for a 3-stage PlainConvUNet."""
-    arch_kwargs = {
-        "n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
-        "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-        "n_conv_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
-        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-        "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-        "nonlin_kwargs": {"inplace": True},
-    }
-    return {
-        "dataset_name": "Dataset999_Tiny", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [3.0, 0.8, 0.8], "original_median_shape_after_transp": [8, 16, 16],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-        "configurations": {"3d_fullres": {
-            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
-            "batch_size": 2, "patch_size": list(patch_size), "median_image_size_in_voxels": [8, 16, 16],
-            "spacing": [3.0, 0.8, 0.8], "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
-            "batch_dice": True,
-            "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                             "arch_kwargs": arch_kwargs,
-                             "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-        }},
-    }
+    """Plans of a 3-stage PlainConvUNet at 3 x 0.8 x 0.8 mm."""
+    return plans_dict(patch_size, [[1, 1, 1], [2, 2, 2], [2, 2, 2]], spacing=[3.0, 0.8, 0.8])
 
 
 def tiny_dataset_json(labels: dict) -> dict:

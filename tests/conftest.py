@@ -1,5 +1,8 @@
 """Fixtures and settings every test shares, and the test tiers.
 
+The helper modules (`compare_helpers`, `nnunet_helpers`) build whole datasets from the same
+functions as the fixtures (`plans_dict`, `write_image_file`), so each exists once.
+
 `./run.sh test` runs everything (as CI does); `./run.sh test -m "not slow"` leaves out the tests
 that run nnU-Net's commands in subprocesses, DDP and the demo.
 """
@@ -45,7 +48,7 @@ def tiny_unetrpp(tiny_unetrpp_kwargs) -> Callable:
     return make
 
 
-def _plans(patch_size: Sequence[int], strides: Sequence[Sequence[int]], configuration: str = "3d_fullres",
+def plans_dict(patch_size: Sequence[int], strides: Sequence[Sequence[int]], configuration: str = "3d_fullres",
            dataset_name: str = "Dataset999_Tiny", spacing: Sequence[float] | None = None) -> dict:
     dim = len(patch_size)
     n = len(strides)
@@ -83,10 +86,10 @@ def _plans(patch_size: Sequence[int], strides: Sequence[Sequence[int]], configur
 def make_plans() -> Callable[..., dict]:
     """`make_plans(patch_size, strides, configuration="3d_fullres", dataset_name=..., spacing=None)`: a
     minimal nnU-Net v2 plans dict (PlainConvUNet architecture block, one configuration)."""
-    return _plans
+    return plans_dict
 
 
-def _write_image(array: np.ndarray, path: Path, spacing_zyx: Sequence[float] | None = None,
+def write_image_file(array: np.ndarray, path: Path, spacing_zyx: Sequence[float] | None = None,
                  origin: Sequence[float] | None = None, direction: Sequence[float] | None = None) -> Path:
     import SimpleITK as sitk
 
@@ -107,4 +110,4 @@ def _write_image(array: np.ndarray, path: Path, spacing_zyx: Sequence[float] | N
 def write_image() -> Callable[..., Path]:
     """`write_image(array, path, spacing_zyx=None, origin=None, direction=None)`: an image file
     (NIfTI by extension) of a z, y(, x) array, spacing given in array axis order."""
-    return _write_image
+    return write_image_file

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from conftest import write_image_file
 from nnunetv2_unetrpp.env import ext_trainer_value
 
 SPACING_ZYX = (3.0, 1.0, 1.0)
@@ -32,11 +33,7 @@ def toy_case(rng: np.random.Generator, shape=(12, 40, 40)) -> tuple[np.ndarray, 
 
 
 def _write(array: np.ndarray, path: Path) -> None:
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(SPACING_ZYX[::-1])
-    image.SetOrigin(ORIGIN_XYZ)
-    image.SetDirection(DIRECTION)
-    sitk.WriteImage(image, str(path))
+    write_image_file(array, path, SPACING_ZYX, ORIGIN_XYZ, DIRECTION)
 
 
 def make_toy_dataset(raw: Path, dataset_id: int, num_train: int = 6, num_test: int = 2, seed: int = 0) -> Path:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 from scipy.stats import wilcoxon
 
 from compare_helpers import box, folder_snapshot, make_model_folder, tiny_dataset_json, write_seg
+from conftest import write_image_file
 from nnunetv2_unetrpp.compare.cli import main
 from nnunetv2_unetrpp.compare.errors import CompareError
 from nnunetv2_unetrpp.compare.evaluate import run_parallel
@@ -134,10 +134,7 @@ def write_images(folder: Path) -> Path:
     rng = np.random.default_rng(0)
     for i, c in enumerate(CASES):
         image = reference(i) * 100.0 + rng.normal(0, 20, SHAPE)
-        written = sitk.GetImageFromArray(image.astype(np.float32))
-        written.SetSpacing(SPACING[::-1])
-        folder.mkdir(exist_ok=True)
-        sitk.WriteImage(written, str(folder / f"{c}_0000.nii.gz"))
+        write_image_file(image.astype(np.float32), folder / f"{c}_0000.nii.gz", SPACING)
     return folder
 
 
@@ -235,15 +232,11 @@ def test_cost_failure_is_a_warning(tmp_path, capsys):
     assert "learning_curves.png" not in s["figures"] and not (tmp_path / "out" / "learning_curves.png").exists()
 
 
-def test_2d_images_are_evaluated_in_2d(tmp_path):
+def test_2d_images_are_evaluated_in_2d(tmp_path, write_image):
     ref, pred = np.zeros((1, 30, 40), np.uint8), np.zeros((1, 30, 40), np.uint8)
     ref[0, 5:20, 5:25], pred[0, 7:22, 5:28] = 1, 1
     for folder, seg in (("ref", ref), ("pred", pred)):
-        image = sitk.GetImageFromArray(seg[0])  # a genuinely 2D NIfTI
-        image.SetSpacing((0.7, 1.3))
-        sitk.WriteImage(image, str(tmp_path / f"{folder}_c.nii.gz"))
-        (tmp_path / folder).mkdir()
-        (tmp_path / f"{folder}_c.nii.gz").rename(tmp_path / folder / "c.nii.gz")
+        write_image(seg[0], tmp_path / folder / "c.nii.gz", spacing_zyx=(1.3, 0.7))  # a genuinely 2D NIfTI
     assert main(["-ref", str(tmp_path / "ref"), "-pred", f"M={tmp_path / 'pred'}", "-o", str(tmp_path / "out"),
                  "-np", "1"]) == 0
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
