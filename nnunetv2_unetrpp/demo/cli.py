@@ -61,7 +61,7 @@ End-to-end demo of nnunetv2_unetrpp that needs no data and no set-up:
   5. compares them with nnUNetv2_unetrpp_compare: a verdict in plain words, Dice, HD95, NSD, Wilcoxon tests,
      box plots, learning curves, a montage of representative slices, and model cost.
 Everything, nnU-Net's data folders included, is written inside the output folder. The defaults train both
-models to a mean Dice above 0.9 on the held-out cases in about 9 minutes on an idle 2-core CPU (about 15 when
+models to a mean Dice above 0.9 on the held-out cases in about 8 minutes on an idle 2-core CPU (about 15 when
 other jobs take half of the cores). For a larger comparison use a GPU, e.g.
   nnUNetv2_unetrpp_demo --device cuda --image_size 160 --num_train_cases 40 --num_test_cases 20 \\
       --epochs 100 --iterations 250 --val_iterations 50 --tta -o demo_gpu"""
