@@ -68,25 +68,31 @@ def plans_as_trained(plans: dict, configuration: str, trainer: str) -> dict:
     before nnU-Net saves them (`prepare_plans`: the UNETR++ trainers fit the patch size to the
     network and store its geometry) does so here too. Any trainer nnU-Net can find works (external
     ones through nnUNet_extTrainer)."""
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-    plans = copy.deepcopy(plans)
-    prepare = getattr(recursive_find_trainer_class_by_name(trainer), "prepare_plans", None)
-    if prepare is not None:
-        prepare(plans, configuration)
-    return plans
+    return _prepared(plans, configuration, _trainer_class(trainer))
 
 
 def network_from_plans(plans: dict, dataset_json: dict, configuration: str, trainer: str,
                        deep_supervision: bool = True) -> nn.Module:
     """The network the trainer named `trainer` builds for `plans` (see `plans_as_trained`)."""
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    manager = PlansManager(plans_as_trained(plans, configuration, trainer))
+    trainer_class = _trainer_class(trainer)
+    manager = PlansManager(_prepared(plans, configuration, trainer_class))
     config = manager.get_configuration(configuration)
     channels = determine_num_input_channels(manager, config, dataset_json)
     heads = manager.get_label_manager(dataset_json).num_segmentation_heads
-    trainer_class = recursive_find_trainer_class_by_name(trainer)
     return trainer_class.build_network_architecture(manager, config, channels, heads, deep_supervision)
+
+
+def _trainer_class(trainer: str) -> type:
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    return recursive_find_trainer_class_by_name(trainer)
+
+
+def _prepared(plans: dict, configuration: str, trainer_class: type) -> dict:
+    plans = copy.deepcopy(plans)
+    if hasattr(trainer_class, "prepare_plans"):
+        trainer_class.prepare_plans(plans, configuration)
+    return plans
