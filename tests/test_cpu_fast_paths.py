@@ -1,6 +1,7 @@
 """The CPU fast paths give the numbers of the plain PyTorch computations they replace:
-channels-last instance norms and 1x1 maps of the full-resolution branch, and the chunked
-attention-with-dropout of the spatial branch."""
+channels-last instance norms and 1x1 maps of the full-resolution branch, the chunked
+attention-with-dropout of the spatial branch, and the batch-folded convolutions of the
+transformer stages."""
 from __future__ import annotations
 
 import pytest
@@ -9,6 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnunetv2_unetrpp.network_architecture.attention import _cpu_attention_with_dropout
+from nnunetv2_unetrpp.network_architecture.batch_folding import (
+    BatchFoldingConv2d,
+    BatchFoldingConv3d,
+    batch_folding_conv,
+    folded_convolution,
+)
 from nnunetv2_unetrpp.network_architecture.channels_last import (
     ChannelsLastInstanceNorm2d,
     ChannelsLastInstanceNorm3d,
@@ -129,3 +136,112 @@ def test_full_resolution_branch_runs_channels_last_and_logits_are_channel_first(
     for name, feature in seen.items():
         assert feature.is_contiguous(memory_format=torch.channels_last_3d), name
     assert all(o.is_contiguous() for o in outputs)
+
+
+# (kernel, stride, padding, dilation, input size; 2D takes the last two): stride-1 "same"
+# convolutions as in the transformer blocks, and strided, dilated, unpadded and anisotropic ones,
+# all with an even output length along the first axis
+FOLDABLE = [
+    (3, 1, 1, 1, (8, 6, 5)),
+    ((3, 1, 3), 1, (1, 0, 1), 1, (10, 4, 6)),
+    (2, 2, 0, 1, (8, 4, 6)),
+    (3, 2, 1, 1, (7, 7, 6)),
+    (3, 1, 2, 2, (6, 6, 5)),
+    ((1, 3, 3), 1, (0, 1, 1), 1, (4, 6, 6)),
+]
+
+
+def _convolutions(ndim: int, kernel, stride, padding, dilation, dtype=torch.float32):
+    """A stock convolution and its batch-folding twin with the same weights."""
+    args = [kernel, stride, padding, dilation]
+    if ndim == 2:
+        args = [a[1:] if isinstance(a, tuple) else a for a in args]
+    kwargs = dict(kernel_size=args[0], stride=args[1], padding=args[2], dilation=args[3])
+    stock = (nn.Conv2d if ndim == 2 else nn.Conv3d)(5, 7, **kwargs).to(dtype)
+    ours = (BatchFoldingConv2d if ndim == 2 else BatchFoldingConv3d)(5, 7, **kwargs).to(dtype)
+    ours.load_state_dict(stock.state_dict())
+    return stock, ours
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("kernel, stride, padding, dilation, size", FOLDABLE)
+def test_folded_convolution_equals_the_convolution(ndim, kernel, stride, padding, dilation, size):
+    # float64 runs the same native kernel either way, so the fold itself is checked exactly
+    stock, ours = _convolutions(ndim, kernel, stride, padding, dilation, torch.float64)
+    x = torch.randn(1, 5, *size[3 - ndim:], dtype=torch.float64)
+    x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ref = stock(x_ref)
+    assert y_ref.shape[2] % 2 == 0, "the fold halves an even output length"
+    y = folded_convolution(ours, x_ours, ours.weight, ours.bias)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(y_ref)
+    y_ref.backward(grad)
+    y.backward(grad)
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours.weight.grad, stock.weight.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours.bias.grad, stock.bias.grad, rtol=1e-12, atol=1e-12)
+
+
+def _kernels(fn) -> set[str]:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key for e in prof.key_averages() if "conv" in e.key}
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_batch_of_one_runs_on_onednn_with_the_numbers_of_the_native_kernel(ndim):
+    stock, ours = _convolutions(ndim, 3, 1, 1, 1)
+    x = torch.randn(1, 5, *(8, 8, 8)[3 - ndim:])
+    x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
+    assert "aten::mkldnn_convolution" not in _kernels(lambda: stock(x_ref))  # PyTorch's heuristic: native
+    assert "aten::mkldnn_convolution" in _kernels(lambda: ours(x_ours).sum().backward())
+    stock(x_ref).sum().backward()
+    torch.testing.assert_close(ours(x), stock(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, stock.weight.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["batch of two", "large input", "odd output length", "float64", "device policy"])
+def test_batch_folding_leaves_other_inputs_to_pytorch(case, monkeypatch):
+    from nnunetv2_unetrpp.network_architecture import batch_folding
+    from nnunetv2_unetrpp.network_architecture.execution import execution_policy
+
+    folded = []
+    monkeypatch.setattr(batch_folding, "folded_convolution", lambda *a: folded.append(1) or folded_convolution(*a))
+    stock, ours = _convolutions(3, 3, 1, 1, 1, torch.float64 if case == "float64" else torch.float32)
+    shape = {"batch of two": (2, 5, 8, 8, 8), "large input": (1, 5, 64, 72, 8),
+             "odd output length": (1, 5, 7, 8, 8)}.get(case, (1, 5, 8, 8, 8))
+    x = torch.randn(shape, dtype=stock.weight.dtype)
+    with execution_policy("device" if case == "device policy" else None):
+        y = ours(x)
+    assert not folded
+    torch.testing.assert_close(y, stock(x), rtol=0, atol=0)
+    ours(torch.randn(1, 5, 8, 8, 8, dtype=stock.weight.dtype))
+    assert folded == ([] if case == "float64" else [1])  # the same module folds a small batch of one
+
+
+def test_batch_folding_conv_replaces_only_stock_convolutions():
+    assert batch_folding_conv(nn.Conv3d) is BatchFoldingConv3d
+    assert batch_folding_conv(nn.Conv2d) is BatchFoldingConv2d
+    assert batch_folding_conv(nn.ConvTranspose3d) is nn.ConvTranspose3d
+    assert set(BatchFoldingConv3d(4, 4, 3).state_dict()) == {"weight", "bias"}
+
+
+def test_network_with_folded_stage_convolutions_computes_the_same(tiny_unetrpp, monkeypatch):
+    from nnunetv2_unetrpp.network_architecture import batch_folding
+
+    torch.manual_seed(0)
+    model = tiny_unetrpp((32, 32, 32), stem_stride=(2, 4, 4), attn_drop=0.0, proj_drop=0.0).train()
+    x = torch.randn(1, 1, 32, 32, 32)
+    results = []
+    for bound in (batch_folding._NATIVE_KERNEL_MAX_ELEMENTS, 0):  # folding on, then off
+        monkeypatch.setattr(batch_folding, "_NATIVE_KERNEL_MAX_ELEMENTS", bound)
+        model.zero_grad()
+        out = model(x)
+        sum(o.square().mean() for o in out).backward()
+        results.append(([o.detach() for o in out], [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (out_folded, grads_folded), (out_stock, grads_stock) = results
+    assert any(isinstance(m, BatchFoldingConv3d) for m in model.encoder.modules())
+    for a, b in zip(out_folded + grads_folded, out_stock + grads_stock):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -12,7 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from nnunetv2_unetrpp.benchmarking.op_count import OpCounter, count_training_step
 from nnunetv2_unetrpp.benchmarking.synapse import INPUT, unetrpp_synapse
-from nnunetv2_unetrpp.network_architecture import UNETRPP, attention, channels_last, functional, unetr_pp
+from nnunetv2_unetrpp.network_architecture import UNETRPP, attention, batch_folding, channels_last, functional, unetr_pp
 from nnunetv2_unetrpp.network_architecture.execution import POLICIES, execution_policy, use_cpu_fast_paths
 
 # the full resolution of "3d" spans several chunks of the CPU instance norm; the deepest grids
@@ -115,15 +115,16 @@ def test_cpu_only_operations_run_for_cpu_tensors_only(tiny, device, monkeypatch)
                         spy("chunked attention dropout", attention._cpu_attention_with_dropout))
     monkeypatch.setattr(functional, "_cpu_channel_linear", spy("per-sample mm", functional._cpu_channel_linear))
     monkeypatch.setattr(unetr_pp, "to_channels_last", spy("to channels-last", unetr_pp.to_channels_last))
+    monkeypatch.setattr(batch_folding, "folded_convolution", spy("batch folding", batch_folding.folded_convolution))
     with torch.device(device):
         model = tiny("3d").train()  # attention and channel dropout on, deep supervision on
-        x = torch.randn(2, 1, *PATCH_3D)
+        x = torch.randn(1, 1, *PATCH_3D)  # a batch of one, which the stage convolutions fold on CPU
     with _LayoutAndPrecisionWatch() as watch:
         out = model(x)
         sum(o.square().mean() for o in out).backward()
     if device == "cpu":  # the spies and the watch see the fast paths where they belong
         assert set(calls) == {"channels-last instance norm", "chunked attention dropout", "per-sample mm",
-                              "to channels-last"}
+                              "to channels-last", "batch folding"}
         assert any(k.startswith("channels-last") for k in watch.seen)
     else:
         assert not calls, calls

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from nnunetv2_unetrpp.network_architecture.attention import EPA, TokenProjection
+from nnunetv2_unetrpp.network_architecture.batch_folding import batch_folding_conv
 from nnunetv2_unetrpp.network_architecture.channels_last import channels_last_norm, to_channels_last
 from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
 from nnunetv2_unetrpp.network_architecture.functional import channel_linear
@@ -212,11 +213,14 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
         nonlin_kwargs = {"negative_slope": 1e-2, "inplace": True} if nonlin_kwargs is None else nonlin_kwargs
         dropout_op = dropout_op or get_matching_dropout(dimension=ndim)  # its conv_op= form ignores conv_op
         transp_op = get_matching_convtransp(conv_op)
+        # On the CPU path the convolutions of the transformer stages run a batch of one on oneDNN
+        # (see `batch_folding.py`; same maths and state_dict, stock on other devices).
+        stage_conv_op = batch_folding_conv(conv_op)
 
         def transformer_stage(num_tokens: int, channels: int, proj_size: int, depth: int) -> nn.Sequential:
             return nn.Sequential(*[
                 TransformerBlock(
-                    num_tokens, channels, proj_size, num_heads, conv_op, block_norm_op, block_norm_op_kwargs,
+                    num_tokens, channels, proj_size, num_heads, stage_conv_op, block_norm_op, block_norm_op_kwargs,
                     nonlin, nonlin_kwargs, dropout_op, num_conv_blocks=num_conv_blocks, attn_drop=attn_drop,
                     proj_drop=proj_drop, share_ef_projection=share_ef_projection, projection_bias=projection_bias,
                     fusion=fusion, spatial_layout=spatial_layout,
