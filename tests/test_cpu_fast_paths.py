@@ -151,14 +151,14 @@ FOLDABLE = [
 ]
 
 
-def _convolutions(ndim: int, kernel, stride, padding, dilation, dtype=torch.float32):
+def _convolutions(ndim: int, kernel, stride, padding, dilation, dtype=torch.float32, in_channels: int = 5):
     """A stock convolution and its batch-folding twin with the same weights."""
     args = [kernel, stride, padding, dilation]
     if ndim == 2:
         args = [a[1:] if isinstance(a, tuple) else a for a in args]
     kwargs = dict(kernel_size=args[0], stride=args[1], padding=args[2], dilation=args[3])
-    stock = (nn.Conv2d if ndim == 2 else nn.Conv3d)(5, 7, **kwargs).to(dtype)
-    ours = (BatchFoldingConv2d if ndim == 2 else BatchFoldingConv3d)(5, 7, **kwargs).to(dtype)
+    stock = (nn.Conv2d if ndim == 2 else nn.Conv3d)(in_channels, 7, **kwargs).to(dtype)
+    ours = (BatchFoldingConv2d if ndim == 2 else BatchFoldingConv3d)(in_channels, 7, **kwargs).to(dtype)
     ours.load_state_dict(stock.state_dict())
     return stock, ours
 
@@ -202,23 +202,26 @@ def test_batch_of_one_runs_on_onednn_with_the_numbers_of_the_native_kernel(ndim)
     torch.testing.assert_close(ours.weight.grad, stock.weight.grad, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["batch of two", "large input", "odd output length", "float64", "device policy"])
+@pytest.mark.parametrize("case", ["batch of two", "large input", "odd output length", "one input channel", "float64",
+                                  "device policy"])
 def test_batch_folding_leaves_other_inputs_to_pytorch(case, monkeypatch):
     from nnunetv2_unetrpp.network_architecture import batch_folding
     from nnunetv2_unetrpp.network_architecture.execution import execution_policy
 
     folded = []
     monkeypatch.setattr(batch_folding, "folded_convolution", lambda *a: folded.append(1) or folded_convolution(*a))
-    stock, ours = _convolutions(3, 3, 1, 1, 1, torch.float64 if case == "float64" else torch.float32)
+    channels = 1 if case == "one input channel" else 5
+    stock, ours = _convolutions(3, 3, 1, 1, 1, torch.float64 if case == "float64" else torch.float32, channels)
     shape = {"batch of two": (2, 5, 8, 8, 8), "large input": (1, 5, 64, 72, 8),
-             "odd output length": (1, 5, 7, 8, 8)}.get(case, (1, 5, 8, 8, 8))
+             "odd output length": (1, 5, 7, 8, 8)}.get(case, (1, channels, 8, 8, 8))
     x = torch.randn(shape, dtype=stock.weight.dtype)
     with execution_policy("device" if case == "device policy" else None):
         y = ours(x)
     assert not folded
     torch.testing.assert_close(y, stock(x), rtol=0, atol=0)
-    ours(torch.randn(1, 5, 8, 8, 8, dtype=stock.weight.dtype))
-    assert folded == ([] if case == "float64" else [1])  # the same module folds a small batch of one
+    ours(torch.randn(1, channels, 8, 8, 8, dtype=stock.weight.dtype))
+    # the same module folds a small batch of one, unless its dtype or input channels rule it out
+    assert folded == ([] if case in ("float64", "one input channel") else [1])
 
 
 def test_batch_folding_conv_replaces_only_stock_convolutions():
