@@ -3,12 +3,11 @@ operations everywhere else.
 
 The CPU fast paths (channels-last full-resolution branch with its own instance norm, per-sample
 `torch.mm` 1x1 maps, chunked attention dropout, batch-1 convolutions folded into a batch of two)
-were measured faster with oneDNN on 2 cores. On a GPU each of their small operations is one more
-kernel launch, and torch.compile has to unroll their Python loops; cuDNN, cuBLAS and SDPA do best
-with the channel-first layout, one convolution per 1x1 map and SDPA's own dropout, as stock
-nnU-Net uses them. The decision is
-`x.device.type == "cpu"` rather than `not x.is_cuda`, so that the meta device (which dispatches
-what any non-CPU device would) takes the non-CPU path.
+were measured faster on 2 CPU cores (docs/BENCHMARKS.md). On a GPU each of their small operations
+is one more kernel launch, and torch.compile has to unroll their Python loops; cuDNN, cuBLAS and
+SDPA do best with the channel-first layout, one convolution per 1x1 map and SDPA's own dropout, as
+stock nnU-Net uses them. The decision is `x.device.type == "cpu"` rather than `not x.is_cuda`, so
+that the meta device (which dispatches what any non-CPU device would) takes the non-CPU path.
 
 Tests and benchmarks can force either path on any device with `execution_policy`; both paths
 compute the same function with the same state_dict.

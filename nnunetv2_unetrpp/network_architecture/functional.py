@@ -23,10 +23,11 @@ def channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 
 def _cpu_channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """`channel_linear` as batched matmuls, which on CPU beat oneDNN's 1x1 convolutions for the
-    full-resolution head (docs/BENCHMARKS.md). A channels-last input is a batch of column-major (C, N) matrices, which `torch.mm` multiplies
-    without a copy and whose gradient it returns column-major again, i.e. channels-last like the
-    input."""
+    """`channel_linear` as matrix products, which on CPU beat oneDNN's 1x1 convolutions for the
+    full-resolution head (docs/BENCHMARKS.md): per-sample `torch.mm` for a channels-last input, one
+    `bmm` otherwise. A channels-last input is a batch of column-major (C, N) matrices, which
+    `torch.mm` multiplies without a copy and whose gradient it returns column-major again, i.e.
+    channels-last like the input."""
     B, _, *spatial = x.shape
     w = weight.reshape(weight.shape[0], -1).to(x.dtype)
     b = None if bias is None else bias.to(x.dtype)[:, None]

@@ -3,7 +3,8 @@
 Hierarchical encoder (stem patch embedding + three downsamplings, each followed by EPA
 transformer blocks), a full-resolution residual conv branch, and a decoder that upsamples with
 transposed convolutions and ADDS the skip features. Heads exist at full resolution, 1/stem and
-1/(2 stem); all three always exist so one state_dict loads with deep supervision on or off.
+1/(stem x first downsampling stride) (`UNETRPP.output_strides`); all three always exist so one
+state_dict loads with deep supervision on or off.
 
 Positional embeddings and the token projections E/F are sized by the token count of their
 stage, so a network accepts exactly the patch size it was built for.
@@ -131,7 +132,7 @@ class Decoder(nn.Module):
             decoded.append(h)
         if not self.deep_supervision:
             return channel_linear(decoded[-1], self.seg_layers[0].weight, self.seg_layers[0].bias)
-        # heads at full resolution, 1/stem and 1/(2 stem)
+        # heads at full resolution, 1/stem and 1/(stem x first downsampling stride)
         return [channel_linear(f, head.weight, head.bias) for f, head in zip(decoded[:0:-1], self.seg_layers)]
 
 
@@ -153,7 +154,8 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
         norm_op/norm_op_kwargs: the full-resolution conv blocks (InstanceNorm, affine=False);
         block_norm_op/block_norm_op_kwargs: the conv blocks inside transformer blocks (BatchNorm);
         nonlin/nonlin_kwargs: LeakyReLU(0.01); dropout_op: channel dropout before the 1x1 convs.
-        deep_supervision: return [full, 1/stem, 1/(2 stem)] logits instead of full only.
+        deep_supervision: return logits at `output_strides` (full, 1/stem, 1/(stem x strides[0]))
+            instead of full only.
     """
 
     def __init__(

@@ -23,7 +23,8 @@ if not __name__.startswith("nnunetv2_unetrpp."):
         "instead of its shim folder. Set it with: eval \"$(nnUNetv2_unetrpp_env)\""
     )
 
-#: Loss weights of the three deep-supervision outputs (full, 1/stem, 1/(2 stem)), as in the paper.
+#: Loss weights of the three deep-supervision outputs (at `UNETRPP.output_strides`: full, 1/stem,
+#: 1/(stem x first downsampling stride)), as in the paper.
 DEEP_SUPERVISION_WEIGHTS = (4 / 7, 2 / 7, 1 / 7)
 
 
