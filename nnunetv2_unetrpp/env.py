@@ -20,8 +20,9 @@ def ext_trainer_value(current: str | None = None) -> str:
     return os.pathsep.join([str(EXT_TRAINER_DIR), *others])
 
 
-def check_lookup(trainer: str = "nnUNetTrainerUNETRPP") -> str:
-    """Find `trainer` the way nnUNetv2_train does; RuntimeError with a remedy if that fails."""
+def find_trainer_class(trainer: str) -> type:
+    """The class nnUNetv2_train uses for the trainer named `trainer` (nnU-Net's search messages
+    silenced); UserError with the remedy if nnU-Net cannot find it."""
     import io
     from contextlib import redirect_stdout
 
@@ -29,12 +30,12 @@ def check_lookup(trainer: str = "nnUNetTrainerUNETRPP") -> str:
 
     try:
         with redirect_stdout(io.StringIO()):
-            cls = recursive_find_trainer_class_by_name(trainer)
+            return recursive_find_trainer_class_by_name(trainer)
     except RuntimeError:
-        raise RuntimeError(
-            f"nnU-Net cannot find {trainer}: nnUNet_extTrainer={os.environ.get('nnUNet_extTrainer', '')!r} does not "
-            f"contain {EXT_TRAINER_DIR}. Run: eval \"$(nnUNetv2_unetrpp_env)\"") from None
-    return f"{cls.__module__}.{cls.__name__}"
+        raise UserError(
+            f"nnU-Net cannot find the trainer {trainer!r}. External trainers need their folder in "
+            f"nnUNet_extTrainer (now {os.environ.get('nnUNet_extTrainer', '')!r}); for this package's trainers "
+            f"that is {EXT_TRAINER_DIR}: run eval \"$(nnUNetv2_unetrpp_env)\"") from None
 
 
 @command
@@ -50,10 +51,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise UserError(f"the trainer shim {EXT_TRAINER_DIR / 'unetrpp_trainers.py'} is missing: reinstall "
                         "nnunetv2_unetrpp")
     if args.check:
-        try:
-            print(f"ok: nnUNetTrainerUNETRPP resolves to {check_lookup()}")
-        except RuntimeError as e:
-            raise UserError(str(e)) from None
+        cls = find_trainer_class("nnUNetTrainerUNETRPP")
+        print(f"ok: nnUNetTrainerUNETRPP resolves to {cls.__module__}.{cls.__name__}")
         return
     print(f"export nnUNet_extTrainer={shlex.quote(ext_trainer_value())}")
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from nnunetv2_unetrpp.benchmarking.gpu_check import NNUNET, UNETRPP_FUSED, UNETRPP_REFERENCE
+from nnunetv2_unetrpp.benchmarking.gpu_check import NNUNET_PLAN, UNETRPP_FUSED, UNETRPP_REFERENCE
 from nnunetv2_unetrpp.benchmarking.sliding_window import gaussian_importance, sliding_window_logits, tile_starts
 
-NETWORKS = {UNETRPP_FUSED, UNETRPP_REFERENCE, NNUNET}
+NETWORKS = {UNETRPP_FUSED, UNETRPP_REFERENCE, NNUNET_PLAN}
 
 
 def test_quick_run_on_cpu_writes_json_and_markdown(tmp_path):

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print("| tokens N | EPA step (s) | EPA peak (MB) | EPA MB per 1k tokens | full attention step (s) | "
           "full attention peak (MB) |\n|---|---|---|---|---|---|")
-    settings = MeasureSettings("train", args.device, repeats=3, threads=args.threads)
+    settings = MeasureSettings("train", args.device, repeats=3, threads=args.threads, flops=False)
     for n in args.tokens:
         shape = (1, n, CHANNELS)
         ours = measure("EPA", epa, {"num_tokens": n}, shape, settings)

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +20,7 @@ import torch
 from nnunetv2_unetrpp.benchmarking.measure import MeasureSettings, measure
 from nnunetv2_unetrpp.benchmarking.network_cost import network_from_plans, plans_as_trained
 from nnunetv2_unetrpp.command_line import UserError, command
+from nnunetv2_unetrpp.env import ext_trainer_value, find_trainer_class
 
 DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerUNETRPP")
 
@@ -51,20 +53,6 @@ def load_plans(dataset: str, plans_name: str) -> tuple[dict, dict]:
         return json.load(f), json.load(g)
 
 
-def _resolve_trainer(trainer: str) -> None:
-    """UserError if nnU-Net cannot find `trainer` (checked here, before any child process starts)."""
-    import contextlib
-    import io
-
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            recursive_find_trainer_class_by_name(trainer)
-    except RuntimeError:
-        raise UserError(f"nnU-Net cannot find the trainer {trainer!r} (external trainers need nnUNet_extTrainer)") from None
-
-
 def run(dataset: str, configuration: str, networks: Sequence[tuple[str, str]], settings: MeasureSettings,
         inference: bool = True, mirroring: bool = True) -> dict:
     """Measure the network of every (trainer, plans) pair; the first is the baseline of the ratios."""
@@ -73,13 +61,16 @@ def run(dataset: str, configuration: str, networks: Sequence[tuple[str, str]], s
 
     results = {"dataset": dataset, "configuration": configuration, "device": settings.device, "amp": settings.amp,
                "compile": settings.compile, "torch_threads": settings.threads, "networks": {}}
-    for trainer, plans_name in networks:
-        _resolve_trainer(trainer)
+    prepared_pairs = []
+    for trainer, plans_name in networks:  # every user error before the first (slow) measurement
+        trainer_class = find_trainer_class(trainer)
         plans, dataset_json = load_plans(dataset, plans_name)
         if configuration not in plans["configurations"]:
             raise UserError(f"configuration {configuration!r} is not in {plans_name}: {sorted(plans['configurations'])}")
         plans.pop("continue_training", None)
-        prepared = plans_as_trained(plans, configuration, trainer)
+        prepared = plans_as_trained(plans, configuration, trainer_class)
+        prepared_pairs.append((trainer, plans_name, prepared, dataset_json))
+    for trainer, plans_name, prepared, dataset_json in prepared_pairs:
         manager = PlansManager(prepared)
         config = manager.get_configuration(configuration)
         channels = determine_num_input_channels(manager, config, dataset_json)
@@ -94,9 +85,10 @@ def run(dataset: str, configuration: str, networks: Sequence[tuple[str, str]], s
             image_shape = (channels, *(int(round(s)) for s in config.configuration["median_image_size_in_voxels"]))
             predictor = dict(plans=prepared, dataset_json=dataset_json, configuration=configuration,
                              image_shape=image_shape, mirroring=mirroring)
-            sw = measure(trainer, network_from_plans, kwargs, (1, channels, *config.patch_size),
+            sw = measure(trainer, network_from_plans, {**kwargs, "deep_supervision": False},  # as nnU-Net predicts
+                         (1, channels, *config.patch_size),
                          dataclasses.replace(settings, mode="sliding_window", predictor=predictor,
-                                             repeats=max(1, settings.repeats // 2)))
+                                             repeats=max(1, settings.repeats // 2), flops=False))
             entry.update(median_case_shape=list(image_shape[1:]), sliding_window_s=sw.sliding_window_s,
                          inference_peak_memory_mb=sw.peak_memory_mb)
         results["networks"][f"{trainer}__{plans_name}"] = entry
@@ -110,13 +102,12 @@ def run(dataset: str, configuration: str, networks: Sequence[tuple[str, str]], s
     return results
 
 
-RATIO_KEYS = ("parameters", "gflops_per_patch", "train_step_s", "train_peak_memory_mb", "sliding_window_s",
-              "inference_peak_memory_mb")
 ROWS = [("parameters (M)", "parameters", 1e-6, "{:.2f}"), ("GFLOPs per patch", "gflops_per_patch", 1, "{:.1f}"),
         ("training step (s)", "train_step_s", 1, "{:.3f}"),
         ("training peak memory (MB)", "train_peak_memory_mb", 1, "{:.0f}"),
         ("sliding window, median case (s)", "sliding_window_s", 1, "{:.2f}"),
         ("inference peak memory (MB)", "inference_peak_memory_mb", 1, "{:.0f}")]
+RATIO_KEYS = tuple(key for _, key, _, _ in ROWS)
 
 
 def format_table(results: dict) -> str:
@@ -160,8 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no_inference", "--no-inference", action="store_true",
                         help="skip the sliding-window measurement")
     args = parser.parse_args(argv)
-    from nnunetv2_unetrpp.env import ext_trainer_value
-
     os.environ["nnUNet_extTrainer"] = ext_trainer_value()  # this package's trainers, whatever the shell set
     cuda = args.device == "cuda"
     compile_env = os.environ.get("nnUNet_compile", "true").lower() in ("true", "1", "t")
@@ -171,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = run(args.d, args.c, pairs(args.tr, args.p), settings, inference=not args.no_inference,
                       mirroring=not args.no_mirroring)
     except RuntimeError as e:  # a measuring child failed (e.g. out of memory): its message, no traceback
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 1
     print(format_table(results))
     if args.o:

@@ -44,11 +44,10 @@ from torch import nn
 from nnunetv2_unetrpp.benchmarking.measure import synthetic_loss
 from nnunetv2_unetrpp.benchmarking.op_count import count_training_step
 from nnunetv2_unetrpp.benchmarking.sliding_window import predict_volume
-from nnunetv2_unetrpp.benchmarking.synapse import synapse_like_plan_unet, unetrpp_synapse
+from nnunetv2_unetrpp.benchmarking.synapse import NNUNET_PLAN, PLAN_NETWORKS, UNETRPP_FUSED, UNETRPP_REFERENCE
 from nnunetv2_unetrpp.network_architecture import UNETRPP
 from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
 
-UNETRPP_FUSED, UNETRPP_REFERENCE, NNUNET = "UNETR++", "UNETR++ (reference attention)", "nnU-Net PlainConvUNet"
 MODES = {"fp32": (False, False), "amp": (True, False), "amp+compile": (True, True)}  # (autocast, compile)
 GOALS = {"train_step_vs_nnunet_max": 0.5, "speedup_vs_reference_min": 1.3, "peak_memory_vs_nnunet_max": 1.0}
 
@@ -67,11 +66,7 @@ class Geometry:
 
 
 def synapse_geometry() -> Geometry:
-    return Geometry("Synapse", (64, 128, 128), 2, 14, (128, 256, 256), {
-        UNETRPP_FUSED: lambda ds: unetrpp_synapse(fused=True, deep_supervision=ds),
-        UNETRPP_REFERENCE: lambda ds: unetrpp_synapse(fused=False, deep_supervision=ds),
-        NNUNET: lambda ds: synapse_like_plan_unet(deep_supervision=ds),
-    })
+    return Geometry("Synapse", (64, 128, 128), 2, 14, (128, 256, 256), PLAN_NETWORKS)
 
 
 def _tiny_unetrpp(fused: bool, deep_supervision: bool) -> nn.Module:
@@ -93,7 +88,7 @@ def quick_geometry() -> Geometry:
     return Geometry("quick (tiny networks)", (16, 32, 32), 2, 14, (24, 32, 48), {
         UNETRPP_FUSED: lambda ds: _tiny_unetrpp(True, ds),
         UNETRPP_REFERENCE: lambda ds: _tiny_unetrpp(False, ds),
-        NNUNET: _tiny_plain_conv_unet,
+        NNUNET_PLAN: _tiny_plain_conv_unet,
     })
 
 
@@ -210,7 +205,7 @@ def goals(training: dict[str, dict]) -> dict[str, dict]:
     """Per mode, UNETR++'s step relative to PlainConvUNet and to the reference path, and memory."""
     out = {}
     for mode, r in training.items():
-        ours, ref, base = r[UNETRPP_FUSED], r[UNETRPP_REFERENCE], r[NNUNET]
+        ours, ref, base = r[UNETRPP_FUSED], r[UNETRPP_REFERENCE], r[NNUNET_PLAN]
         g = {"train_step_vs_nnunet": ours["train_step_s"] / base["train_step_s"],
              "speedup_vs_reference": ref["train_step_s"] / ours["train_step_s"]}
         g["train_step_vs_nnunet_met"] = g["train_step_vs_nnunet"] <= GOALS["train_step_vs_nnunet_max"]
@@ -255,8 +250,8 @@ def markdown(results: dict) -> str:
         lines += ["| mode | network | training step (s) | peak memory (MB) | step / nnU-Net | memory / nnU-Net |",
                   "|---|---|---|---|---|---|"]
         for mode, r in results["training"].items():
-            base = r[NNUNET]
-            for name in (UNETRPP_FUSED, UNETRPP_REFERENCE, NNUNET):
+            base = r[NNUNET_PLAN]
+            for name in (UNETRPP_FUSED, UNETRPP_REFERENCE, NNUNET_PLAN):
                 m = r[name]
                 mem_ratio = None if m["peak_memory_mb"] is None else m["peak_memory_mb"] / base["peak_memory_mb"]
                 lines.append(f"| {mode} | {name} | {m['train_step_s']:.4f} | {_fmt(m['peak_memory_mb'], '.0f')} | "

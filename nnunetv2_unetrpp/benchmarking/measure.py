@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from nnunetv2_unetrpp.benchmarking.network_cost import count_parameters, forward_flops, median_seconds
+from nnunetv2_unetrpp.benchmarking.sliding_window import nnunet_predictor
 
 MODES = ("forward", "train", "sliding_window")
 
@@ -28,6 +29,7 @@ class MeasureSettings:
     mode: "forward" (no grad), "train" (forward, backward, SGD step) or "sliding_window" (nnU-Net's
     predictor; needs `predictor`: plans, dataset_json, configuration, image_shape, mirroring).
     amp: fp16 autocast with a grad scaler (CUDA only); compile: torch.compile the network.
+    flops: count the FLOPs of a forward pass first (one more forward; off where they are not reported).
     """
 
     mode: str = "train"
@@ -37,6 +39,7 @@ class MeasureSettings:
     amp: bool = False
     compile: bool = False
     predictor: dict | None = None
+    flops: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -49,7 +52,7 @@ class MeasureSettings:
 class Measurement:
     name: str
     parameters: int
-    gflops_forward: float  # FlopCounterMode: 2 per multiply-add
+    gflops_forward: float | None  # FlopCounterMode: 2 per multiply-add; None where not counted
     forward_s: float | None = None
     train_step_s: float | None = None
     sliding_window_s: float | None = None
@@ -73,17 +76,12 @@ def synthetic_loss(output: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
 def _sliding_window_step(network, predictor_config: dict, device: torch.device):
     """nnU-Net's own sliding-window inference (step 0.5, Gaussian weighting, mirroring) on a
     random case of `predictor_config["image_shape"]` (channels first)."""
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     plans_manager = PlansManager(predictor_config["plans"])
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=predictor_config["mirroring"],
-                                perform_everything_on_device=device.type == "cuda", device=device, verbose=False,
-                                allow_tqdm=False)
     configuration = plans_manager.get_configuration(predictor_config["configuration"])
-    axes = tuple(range(len(configuration.patch_size)))
-    predictor.manual_initialization(network, plans_manager, configuration, None, predictor_config["dataset_json"],
-                                    type(network).__name__, axes)
+    axes = tuple(range(len(configuration.patch_size))) if predictor_config["mirroring"] else ()
+    predictor = nnunet_predictor(network, plans_manager, configuration, predictor_config["dataset_json"], device, axes)
     image = torch.randn(predictor_config["image_shape"])
 
     def step():
@@ -99,7 +97,7 @@ def _child(name: str, factory: Callable[..., torch.nn.Module], kwargs: dict, inp
         dev = torch.device(settings.device)
         network = factory(**kwargs).to(dev)
         x = torch.randn(input_shape, device=dev)
-        gflops = forward_flops(network.eval(), x[:1]) / 1e9 * input_shape[0]
+        gflops = forward_flops(network.eval(), x[:1]) / 1e9 * input_shape[0] if settings.flops else None
         amp = settings.amp and dev.type == "cuda"
         autocast = torch.autocast(dev.type, dtype=torch.float16) if amp else nullcontext()
         run_network = torch.compile(network) if settings.compile else network
@@ -109,8 +107,6 @@ def _child(name: str, factory: Callable[..., torch.nn.Module], kwargs: dict, inp
         base_rss = _rss_mb()
         if settings.mode == "sliding_window":
             network.eval()
-            if hasattr(network, "decoder") and hasattr(network.decoder, "deep_supervision"):
-                network.decoder.deep_supervision = False
             step = _sliding_window_step(run_network, settings.predictor, dev)
             result.sliding_window_s = median_seconds(step, settings.repeats, dev)
         elif settings.mode == "forward":

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from nnunetv2_unetrpp.env import find_trainer_class
+
 
 def count_parameters(model: nn.Module) -> int:
     """Parameters, each counted once even where modules share it (`parameters()` de-duplicates)."""
@@ -63,36 +65,26 @@ def network_from_model_folder(model_folder: Path, fold: str,
     return network, list(configuration.patch_size), channels
 
 
-def plans_as_trained(plans: dict, configuration: str, trainer: str) -> dict:
-    """A copy of `plans` as the trainer named `trainer` records them: a trainer that adapts the plans
-    before nnU-Net saves them (`prepare_plans`: the UNETR++ trainers fit the patch size to the
-    network and store its geometry) does so here too. Any trainer nnU-Net can find works (external
-    ones through nnUNet_extTrainer)."""
-    return _prepared(plans, configuration, _trainer_class(trainer))
-
-
-def network_from_plans(plans: dict, dataset_json: dict, configuration: str, trainer: str,
-                       deep_supervision: bool = True) -> nn.Module:
-    """The network the trainer named `trainer` builds for `plans` (see `plans_as_trained`)."""
-    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    trainer_class = _trainer_class(trainer)
-    manager = PlansManager(_prepared(plans, configuration, trainer_class))
-    config = manager.get_configuration(configuration)
-    channels = determine_num_input_channels(manager, config, dataset_json)
-    heads = manager.get_label_manager(dataset_json).num_segmentation_heads
-    return trainer_class.build_network_architecture(manager, config, channels, heads, deep_supervision)
-
-
-def _trainer_class(trainer: str) -> type:
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-    return recursive_find_trainer_class_by_name(trainer)
-
-
-def _prepared(plans: dict, configuration: str, trainer_class: type) -> dict:
+def plans_as_trained(plans: dict, configuration: str, trainer_class: type) -> dict:
+    """A copy of `plans` as `trainer_class` records them: a trainer that adapts the plans before
+    nnU-Net saves them (`prepare_plans`: the UNETR++ trainers fit the patch size to the network and
+    store its geometry) does so here too."""
     plans = copy.deepcopy(plans)
     if hasattr(trainer_class, "prepare_plans"):
         trainer_class.prepare_plans(plans, configuration)
     return plans
+
+
+def network_from_plans(plans: dict, dataset_json: dict, configuration: str, trainer: str,
+                       deep_supervision: bool = True) -> nn.Module:
+    """The network the trainer named `trainer` builds for `plans` (see `plans_as_trained`). Any
+    trainer nnU-Net can find works (external ones through nnUNet_extTrainer)."""
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    trainer_class = find_trainer_class(trainer)
+    manager = PlansManager(plans_as_trained(plans, configuration, trainer_class))
+    config = manager.get_configuration(configuration)
+    channels = determine_num_input_channels(manager, config, dataset_json)
+    heads = manager.get_label_manager(dataset_json).num_segmentation_heads
+    return trainer_class.build_network_architecture(manager, config, channels, heads, deep_supervision)

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nnunetv2_unetrpp.benchmarking.measure import synthetic_loss
-from nnunetv2_unetrpp.benchmarking.synapse import INPUT, synapse_like_plan_unet, unetrpp_synapse
+from nnunetv2_unetrpp.benchmarking.synapse import INPUT, PLAN_NETWORKS, UNETRPP_FUSED
 from nnunetv2_unetrpp.network_architecture.execution import execution_policy
 
 #: aten operations that only create views (or alias metadata): no kernel, no memory traffic.
@@ -43,10 +43,6 @@ class OpCounter(TorchDispatchMode):
             self.counts[name] += 1
         return func(*args, **(kwargs or {}))
 
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
 
 def count_training_step(factory: Callable[[], nn.Module], input_shape: tuple[int, ...],
                         policy: str | None = None) -> Counter[str]:
@@ -61,18 +57,11 @@ def count_training_step(factory: Callable[[], nn.Module], input_shape: tuple[int
     return counter.counts
 
 
-NETWORKS: dict[str, Callable[[bool], nn.Module]] = {
-    "UNETR++": lambda ds: unetrpp_synapse(fused=True, deep_supervision=ds),
-    "UNETR++ (reference attention)": lambda ds: unetrpp_synapse(fused=False, deep_supervision=ds),
-    "nnU-Net PlainConvUNet (Synapse-like plan)": lambda ds: synapse_like_plan_unet(deep_supervision=ds),
-}
-
-
 def count_all(batch: int = 2, policy: str | None = None) -> dict[str, dict[str, int]]:
     """Training-step operation counts of the Synapse-geometry networks, deep supervision on and off."""
     shape = (batch, *INPUT[1:])
     return {name: {f"deep_supervision_{'on' if ds else 'off'}": sum(count_training_step(
-        lambda: factory(ds), shape, policy).values()) for ds in (True, False)} for name, factory in NETWORKS.items()}
+        lambda: factory(ds), shape, policy).values()) for ds in (True, False)} for name, factory in PLAN_NETWORKS.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, c in counts.items():
         print(f"| {name} | {c['deep_supervision_on']} | {c['deep_supervision_off']} |")
     if args.top:
-        ops = count_training_step(lambda: NETWORKS["UNETR++"](True), (args.batch, *INPUT[1:]), args.policy)
+        ops = count_training_step(lambda: PLAN_NETWORKS[UNETRPP_FUSED](True), (args.batch, *INPUT[1:]), args.policy)
         print("\n" + "\n".join(f"{n:6d} {op}" for op, n in ops.most_common(args.top)))
 
 

@@ -74,18 +74,27 @@ def predict_volume(network: nn.Module, image: torch.Tensor, patch_size: Sequence
     """Logits of `image` by nnU-Net's predictor if nnunetv2 is importable, else by
     `sliding_window_logits`; also returns which one ran."""
     try:
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
     except ImportError:
         return sliding_window_logits(network, image, patch_size, num_classes, 0.5, mirror_axes, device), \
             "sliding_window_logits (nnunetv2 not installed)"
-    device = torch.device(device)
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=bool(mirror_axes),
-                                perform_everything_on_device=device.type == "cuda", device=device, verbose=False,
-                                allow_tqdm=False)
     # the predictor reads only the patch size from the configuration and the labels from dataset.json
     configuration = ConfigurationManager({"patch_size": list(patch_size), "architecture": {}})
     labels = {"background": 0, **{f"class {i}": i for i in range(1, num_classes)}}
-    predictor.manual_initialization(network, PlansManager({"configurations": {}}), configuration, None,
-                                    {"labels": labels}, type(network).__name__, tuple(mirror_axes) or None)
+    predictor = nnunet_predictor(network, PlansManager({"configurations": {}}), configuration, {"labels": labels},
+                                 torch.device(device), mirror_axes)
     return predictor.predict_sliding_window_return_logits(image), "nnU-Net's nnUNetPredictor"
+
+
+def nnunet_predictor(network: nn.Module, plans_manager, configuration, dataset_json: dict, device: torch.device,
+                     mirror_axes: Sequence[int]):
+    """nnU-Net's nnUNetPredictor around `network`, set up as nnUNetv2_predict does: step 0.5,
+    Gaussian weighting, test-time mirroring over `mirror_axes` (none if empty)."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=bool(mirror_axes),
+                                perform_everything_on_device=device.type == "cuda", device=device, verbose=False,
+                                allow_tqdm=False)
+    predictor.manual_initialization(network, plans_manager, configuration, None, dataset_json,
+                                    type(network).__name__, tuple(mirror_axes) or None)
+    return predictor

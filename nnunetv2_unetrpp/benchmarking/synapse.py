@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from typing import Callable
 
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
@@ -22,12 +23,12 @@ from nnunetv2_unetrpp.network_architecture import build_official_variant
 INPUT = (1, 1, 64, 128, 128)
 
 
-def plain_conv_unet(deep_supervision: bool = True) -> nn.Module:
+def plain_conv_unet() -> nn.Module:
     return PlainConvUNet(
         1, 6, (32, 64, 128, 256, 320, 320), nn.Conv3d, 3,
         [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]], 2, 14, 2, True,
         nn.InstanceNorm3d, {"eps": 1e-5, "affine": True}, None, None, nn.LeakyReLU, {"inplace": True},
-        deep_supervision=deep_supervision,
+        deep_supervision=True,
     )
 
 
@@ -49,12 +50,23 @@ def unetrpp_synapse(fused: bool = True, deep_supervision: bool = True) -> nn.Mod
     return model
 
 
+#: The networks of this benchmark (issue 2's comparison): factory and keyword arguments.
 NETWORKS = {
     "nnU-Net PlainConvUNet": (plain_conv_unet, {}),
     "UNETR++": (unetrpp_synapse, {"fused": True}),
     "UNETR++ (reference attention)": (unetrpp_synapse, {"fused": False}),
 }
 
+
+#: The networks the GPU check and the operation count compare at the Synapse geometry, each a
+#: factory taking `deep_supervision`: PlainConvUNet as nnU-Net plans it for Synapse-like data.
+UNETRPP_FUSED, UNETRPP_REFERENCE = "UNETR++", "UNETR++ (reference attention)"
+NNUNET_PLAN = "nnU-Net PlainConvUNet (Synapse-like plan)"
+PLAN_NETWORKS: dict[str, Callable[[bool], nn.Module]] = {
+    UNETRPP_FUSED: lambda ds: unetrpp_synapse(fused=True, deep_supervision=ds),
+    UNETRPP_REFERENCE: lambda ds: unetrpp_synapse(fused=False, deep_supervision=ds),
+    NNUNET_PLAN: lambda ds: synapse_like_plan_unet(deep_supervision=ds),
+}
 
 def run(device: str = "cpu", threads: int = 2, repeats: int = 3, amp: bool = False, compile_: bool = False,
         input_shape: tuple[int, ...] = INPUT, rounds: int = 1) -> dict[str, dict]:
@@ -65,7 +77,8 @@ def run(device: str = "cpu", threads: int = 2, repeats: int = 3, amp: bool = Fal
     for _ in range(rounds):
         for name, (factory, kwargs) in NETWORKS.items():
             forward, train = (measure(name, factory, kwargs, input_shape,
-                                      MeasureSettings(mode, device, repeats, threads, amp, compile_))
+                                      MeasureSettings(mode, device, repeats, threads, amp, compile_,
+                                                      flops=mode == "forward"))
                               for mode in ("forward", "train"))
             per_round[name].append({**forward.as_dict(), "train_step_s": train.train_step_s,
                                     "forward_peak_memory_mb": forward.peak_memory_mb,

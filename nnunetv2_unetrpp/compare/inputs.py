@@ -79,13 +79,13 @@ def known_file_endings() -> list[str]:
 
 def detect_file_ending(folder: Path) -> str:
     """The single image file ending used in ``folder``."""
-    found = set()
+    found, endings = set(), known_file_endings()
     for f in folder.iterdir():
-        ending = next((e for e in known_file_endings() if f.name.lower().endswith(e)), None)
+        ending = next((e for e in endings if f.name.lower().endswith(e)), None)
         if ending is not None and f.is_file():
             found.add(ending)
     if not found:
-        raise CompareError(f"{folder} contains no images (file endings {', '.join(known_file_endings())})")
+        raise CompareError(f"{folder} contains no images (file endings {', '.join(endings)})")
     if len(found) > 1:
         raise CompareError(f"{folder} mixes file endings {sorted(found)}; pass -dataset_json to choose one")
     return found.pop()

@@ -71,16 +71,27 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _label_name(summary: dict, key: str) -> str:
+    return "Mean" if key == OVERALL else summary["labels"][key]["name"]
+
+
+def _label_stats(method: dict, key: str) -> dict:
+    """A method's statistics of one label, or of the mean over labels."""
+    return method["overall"] if key == OVERALL else method["per_label"][key]
+
+
+def _costs(summary: dict) -> dict[str, dict]:
+    return {n: m["cost"] for n, m in summary["methods"].items() if m.get("cost")}
+
+
 def _metric_table(summary: dict, metrics: tuple[str, ...]) -> list[str]:
     """Rows = methods, columns = each label's metrics then the overall ones; the best mean per column bold."""
     columns = [(k, metric) for k in summary["labels"] for metric in metrics] + [(OVERALL, m) for m in metrics]
-    header = ["Method"] + [f"{summary['labels'][k]['name'] if k != OVERALL else 'Mean'} {TITLES[metric]}"
-                           for k, metric in columns]
+    header = ["Method"] + [f"{_label_name(summary, k)} {TITLES[metric]}" for k, metric in columns]
     cells = {}
     for name, method in summary["methods"].items():
         for k, metric in columns:
-            stats = method["overall"][metric] if k == OVERALL else method["per_label"][k][metric]
-            cells[name, k, metric] = _mean_std(stats, metric)
+            cells[name, k, metric] = _mean_std(_label_stats(method, k)[metric], metric)
     rows = []
     for name in summary["methods"]:
         row = [name]
@@ -99,15 +110,14 @@ def _p(p: float) -> str:
 
 def _wilcoxon_table(summary: dict, metrics: tuple[str, ...]) -> list[str]:
     keys = list(summary["labels"]) + [OVERALL]
-    header = ["Method"] + [f"{summary['labels'][k]['name'] if k != OVERALL else 'Mean'} {TITLES[m]}"
-                           for k in keys for m in metrics]
+    header = ["Method"] + [f"{_label_name(summary, k)} {TITLES[m]}" for k in keys for m in metrics]
     rows = [[name] + [_p(tests[k][m]["p"]) for k in keys for m in metrics]
             for name, tests in summary["wilcoxon"].items()]
     return _table(header, rows)
 
 
 def _cost_table(summary: dict) -> Optional[list[str]]:
-    costs = {n: m["cost"] for n, m in summary["methods"].items() if m.get("cost")}
+    costs = _costs(summary)
     if not costs:
         return None
     header = ["Method", "Parameters (M)", "GFLOPs / patch", "Patch size", "Forward time / patch (s)", "Epoch time (s)",
@@ -126,9 +136,8 @@ def dice_table(summary: dict, width: int = 100) -> str:
     """Plain-text table of the mean Dice per method and structure, with the mean over structures: methods as
     rows, or structures as rows when that is the only way to stay within `width` columns."""
     keys = list(summary["labels"]) + [OVERALL]
-    names = {k: summary["labels"][k]["name"] if k != OVERALL else "Mean" for k in keys}
-    value = {(m, k): (method["overall"] if k == OVERALL else method["per_label"][k])["dice"]["mean"]
-             for m, method in summary["methods"].items() for k in keys}
+    names = {k: _label_name(summary, k) for k in keys}
+    value = {(m, k): _label_stats(method, k)["dice"]["mean"] for m, method in summary["methods"].items() for k in keys}
     rows_are_methods = [[""] + [names[k] for k in keys]] + [[m] + [f"{value[m, k]:.3f}" for k in keys]
                                                            for m in summary["methods"]]
     rows_are_labels = [["Dice"] + list(summary["methods"])] + [[names[k]] + [f"{value[m, k]:.3f}" for m in
@@ -144,7 +153,7 @@ def dice_table(summary: dict, width: int = 100) -> str:
 
 def cost_line(summary: dict) -> Optional[str]:
     """One line with each method's training time and forward time per patch (None without model cost)."""
-    costs = {n: m["cost"] for n, m in summary["methods"].items() if m.get("cost")}
+    costs = _costs(summary)
     if not costs:
         return None
     parts = [f"{n} " + (f"trained {c['training_seconds'] / 60:.1f} min, " if c.get("training_seconds") else "")

@@ -20,7 +20,9 @@ MARKER = "nnunetv2_unetrpp_demo.json"
 DATASET_ID = 901
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_SyntheticAbdomenCT"
 #: Environment variables that place caches (matplotlib's, torch's) in the output folder.
-CACHES = ("XDG_CACHE_HOME", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+#: Cache variables of the libraries the run uses -> their folder inside the run's `.cache`.
+CACHES = {"XDG_CACHE_HOME": "", "MPLCONFIGDIR": "matplotlib", "TORCHINDUCTOR_CACHE_DIR": "torchinductor",
+          "TRITON_CACHE_DIR": "triton"}
 
 
 class OutputFolderError(UserError):
@@ -90,10 +92,7 @@ def child_environment(workspace: Workspace, num_processes: int) -> dict[str, str
         # costs minutes of start-up on a small CPU machine
         "nnUNet_n_proc_DA": str(max(1, num_processes)),
         "nnUNet_def_n_proc": str(max(1, num_processes)),
-        "XDG_CACHE_HOME": str(cache),
-        "MPLCONFIGDIR": str(cache / "matplotlib"),
-        "TORCHINDUCTOR_CACHE_DIR": str(cache / "torchinductor"),
-        "TRITON_CACHE_DIR": str(cache / "triton"),
         "PYTHONUNBUFFERED": "1",
+        **{name: str(cache / folder) for name, folder in CACHES.items()},
     })
     return env
