@@ -7,8 +7,12 @@ from nnunetv2_unetrpp.trainers.variants import (
     nnUNetTrainerUNETRPP_250epochs,
     nnUNetTrainerUNETRPP_500epochs,
     nnUNetTrainerUNETRPP_AdamW,
+    nnUNetTrainerUNETRPP_ACDCArch,
+    nnUNetTrainerUNETRPP_BraTSArch,
+    nnUNetTrainerUNETRPP_LungArch,
     nnUNetTrainerUNETRPP_officialLayout,
     nnUNetTrainerUNETRPP_smoke,
+    nnUNetTrainerUNETRPP_SynapseArch,
     nnUNetTrainerUNETRPP_SynapseGeometry,
     nnUNetTrainerUNETRPPNoDeepSupervision,
 )
@@ -18,4 +22,6 @@ __all__ = [
     "nnUNetTrainerUNETRPP_50epochs", "nnUNetTrainerUNETRPP_100epochs", "nnUNetTrainerUNETRPP_250epochs",
     "nnUNetTrainerUNETRPP_500epochs", "nnUNetTrainerUNETRPPNoDeepSupervision", "nnUNetTrainerUNETRPP_officialLayout",
     "nnUNetTrainerUNETRPP_SynapseGeometry", "nnUNetTrainerUNETRPP_AdamW",
+    "nnUNetTrainerUNETRPP_SynapseArch", "nnUNetTrainerUNETRPP_ACDCArch", "nnUNetTrainerUNETRPP_LungArch",
+    "nnUNetTrainerUNETRPP_BraTSArch",
 ]

@@ -61,6 +61,49 @@ class nnUNetTrainerUNETRPP_SynapseGeometry(nnUNetTrainerUNETRPP):
     architecture_overrides = official_network_kwargs("synapse")
 
 
+def _published_architecture(variant: str) -> dict:
+    """A published variant's architecture hyperparameters and spatial layout, without its geometry."""
+    kwargs = official_network_kwargs(variant)
+    for geometry in ("patch_size", "stem_stride", "strides"):
+        del kwargs[geometry]
+    return kwargs
+
+
+class nnUNetTrainerUNETRPP_SynapseArch(nnUNetTrainerUNETRPP):
+    """The published Synapse/BTCV architecture (shared E/F, one conv block, attention dropout 0.15,
+    official layout) at the geometry of the dataset's plan: published Synapse weights transfer to it
+    (nnUNetv2_unetrpp_transfer_weights)."""
+
+    architecture_overrides = _published_architecture("synapse")
+
+
+class nnUNetTrainerUNETRPP_ACDCArch(nnUNetTrainerUNETRPP):
+    """The published ACDC architecture (separate E/F, two conv blocks, official layout) at the plan's geometry."""
+
+    architecture_overrides = _published_architecture("acdc")
+
+
+class nnUNetTrainerUNETRPP_LungArch(nnUNetTrainerUNETRPP):
+    """The published Decathlon-Lung architecture (as ACDC's) at the plan's geometry."""
+
+    architecture_overrides = _published_architecture("lung")
+
+
+class nnUNetTrainerUNETRPP_BraTSArch(nnUNetTrainerUNETRPP):
+    """The published BraTS architecture (one shared bias-free E/F matrix, sum fusion, official layout) at
+    the plan's geometry."""
+
+    architecture_overrides = _published_architecture("tumor")
+
+
+#: The trainer of each published architecture at a plan's geometry, by official variant name.
+PUBLISHED_ARCHITECTURE_TRAINERS = {
+    "synapse": nnUNetTrainerUNETRPP_SynapseArch, "btcv": nnUNetTrainerUNETRPP_SynapseArch,
+    "acdc": nnUNetTrainerUNETRPP_ACDCArch, "lung": nnUNetTrainerUNETRPP_LungArch,
+    "tumor": nnUNetTrainerUNETRPP_BraTSArch,
+}
+
+
 class nnUNetTrainerUNETRPP_AdamW(nnUNetTrainerUNETRPP):
     """The optimiser of nnU-Net's in-tree transformer trainers: AdamW 3e-4, weight decay 5e-2,
     betas (0.9, 0.98), 50 warm-up epochs then poly decay. nnU-Net's gradient clipping (12) stays."""
