@@ -18,13 +18,13 @@ ORIGIN_XYZ = (-12.5, 30.0, 7.25)
 DIRECTION = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # a 90 degree in-plane rotation
 
 
-def toy_case(rng: np.random.Generator, shape=(12, 40, 40)) -> tuple[np.ndarray, np.ndarray]:
+def toy_case(rng: np.random.Generator, shape=(12, 40, 40), spacing_zyx=SPACING_ZYX) -> tuple[np.ndarray, np.ndarray]:
     """Two channels, two labels: a bright ball (1) and a dark box (2) on noise; easy to learn."""
     z, y, x = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
     seg = np.zeros(shape, np.uint8)
     c = rng.uniform([4, 12, 12], [8, 28, 28])
     r = rng.uniform(7, 10)
-    seg[((z - c[0]) * SPACING_ZYX[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 < r ** 2] = 1
+    seg[((z - c[0]) * spacing_zyx[0] / spacing_zyx[1]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 < r ** 2] = 1
     lo = rng.integers([2, 2, 2], [5, 8, 8])
     seg[lo[0]:lo[0] + 5, lo[1]:lo[1] + 8, lo[2]:lo[2] + 8][seg[lo[0]:lo[0] + 5, lo[1]:lo[1] + 8, lo[2]:lo[2] + 8] == 0] = 2
     ch0 = rng.normal(0, 0.3, shape) + 2.0 * (seg == 1) - 1.5 * (seg == 2)
@@ -32,24 +32,26 @@ def toy_case(rng: np.random.Generator, shape=(12, 40, 40)) -> tuple[np.ndarray, 
     return np.stack([ch0, ch1]).astype(np.float32), seg
 
 
-def _write(array: np.ndarray, path: Path) -> None:
-    write_image_file(array, path, SPACING_ZYX, ORIGIN_XYZ, DIRECTION)
-
-
-def make_toy_dataset(raw: Path, dataset_id: int, num_train: int = 6, num_test: int = 2, seed: int = 0) -> Path:
-    """Dataset{id}_Toy with imagesTr/labelsTr/imagesTs/labelsTs and dataset.json."""
+def make_toy_dataset(raw: Path, dataset_id: int, num_train: int = 6, num_test: int = 2, seed: int = 0,
+                     shape=(12, 40, 40), spacing_zyx=SPACING_ZYX, one_label: bool = False) -> Path:
+    """Dataset{id}_Toy with imagesTr/labelsTr/imagesTs/labelsTs and dataset.json; `one_label` merges
+    ball and box into one foreground label."""
     folder = raw / f"Dataset{dataset_id:03d}_Toy"
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(num_train + num_test):
         split = "Tr" if i < num_train else "Ts"
-        image, seg = toy_case(rng)
+        image, seg = toy_case(rng, shape, spacing_zyx)
+        if one_label:
+            seg = (seg > 0).astype(np.uint8)
         for ch in range(2):
-            _write(image[ch], folder / f"images{split}" / f"toy_{i:03d}_{ch:04d}.nii.gz")
-        _write(seg, folder / f"labels{split}" / f"toy_{i:03d}.nii.gz")
+            write_image_file(image[ch], folder / f"images{split}" / f"toy_{i:03d}_{ch:04d}.nii.gz", spacing_zyx,
+                             ORIGIN_XYZ, DIRECTION)
+        write_image_file(seg, folder / f"labels{split}" / f"toy_{i:03d}.nii.gz", spacing_zyx, ORIGIN_XYZ, DIRECTION)
     (folder / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "CT", "1": "MR"}, "labels": {"background": 0, "ball": 1, "box": 2},
+        "channel_names": {"0": "CT", "1": "MR"},
+        "labels": {"background": 0, "foreground": 1} if one_label else {"background": 0, "ball": 1, "box": 2},
         "numTraining": num_train, "file_ending": ".nii.gz",
     }))
     return folder

@@ -18,10 +18,12 @@ pytestmark = pytest.mark.slow
 
 DATASET = 501
 NAME = "Dataset501_Toy"
+#: the fine-tuning target: isotropic spacing (another stem), another patch, one foreground label
+TARGET, TARGET_NAME = 502, "Dataset502_Toy"
 
 TEST_TRAINERS = textwrap.dedent('''
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP
+    from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP, nnUNetTrainerUNETRPP_SynapseArch
     from nnunetv2_unetrpp.trainers.settings import DeclaredSettings
 
 
@@ -33,6 +35,16 @@ TEST_TRAINERS = textwrap.dedent('''
     class nnUNetTrainerUNETRPP_toylearn(nnUNetTrainerUNETRPP):
         """A short real training: 6 epochs x 10 iterations."""
         num_epochs, num_iterations_per_epoch, num_val_iterations_per_epoch = 6, 10, 2
+
+
+    class nnUNetTrainerUNETRPP_toyfinetune(nnUNetTrainerUNETRPP):
+        """One epoch of two iterations: enough to load pre-trained weights and train on them."""
+        num_epochs, num_iterations_per_epoch, num_val_iterations_per_epoch = 1, 2, 1
+
+
+    class nnUNetTrainerUNETRPP_SynapseArch_toyfinetune(nnUNetTrainerUNETRPP_toyfinetune):
+        """The published Synapse architecture at the plan's geometry, one short epoch."""
+        architecture_overrides = nnUNetTrainerUNETRPP_SynapseArch.architecture_overrides
 ''')
 
 
@@ -49,12 +61,16 @@ def workspace(tmp_path_factory):
     return root, env
 
 
-def model_folder(root: Path, trainer: str, configuration: str) -> Path:
-    return root / "results" / NAME / f"{trainer}__nnUNetPlans__{configuration}"
+def model_folder(root: Path, trainer: str, configuration: str, dataset_name: str = NAME) -> Path:
+    return root / "results" / dataset_name / f"{trainer}__nnUNetPlans__{configuration}"
+
+
+def train_on(dataset: int, env, configuration: str, trainer: str, *extra: str):
+    return run(["nnUNetv2_train", str(dataset), configuration, "0", "-tr", trainer, "-device", "cpu", *extra], env)
 
 
 def train(env, configuration: str, trainer: str, *extra: str):
-    return run(["nnUNetv2_train", str(DATASET), configuration, "0", "-tr", trainer, "-device", "cpu", *extra], env)
+    return train_on(DATASET, env, configuration, trainer, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +208,55 @@ def test_benchmark_command_measures_both_networks_from_the_same_plans(workspace,
         assert entry["sliding_window_s"] > 0 and entry["median_case_shape"] == [12, 40, 40]
     ratios = report["ratios_over_baseline"]["nnUNetTrainerUNETRPP__nnUNetPlans"]
     assert ratios["parameters"] == pytest.approx(ours["parameters"] / base["parameters"])
+
+
+@pytest.fixture(scope="module")
+def target_dataset(workspace):
+    """Dataset 502, planned and preprocessed: patch 20x48x48 and stem 4x4x4 where 501 has 12x40x40 and 2x4x4."""
+    root, env = workspace
+    make_toy_dataset(root / "raw", TARGET, num_train=5, num_test=1, seed=1, shape=(20, 48, 48),
+                     spacing_zyx=(1.2, 1.2, 1.2), one_label=True)
+    run(["nnUNetv2_plan_and_preprocess", "-d", str(TARGET), "-c", "3d_fullres", "-np", "1", "-npfp", "1"], env)
+    return root, env
+
+
+def fine_tune_from(source: Path, trainer: str, root: Path, env: dict, tmp_path: Path) -> dict:
+    """transfer_weights into dataset 502's plan, then nnUNetv2_train -pretrained_weights; returns the report."""
+    weights = tmp_path / "transferred.pth"
+    result = run(["nnUNetv2_unetrpp_transfer_weights", str(source), str(weights), "-d", str(TARGET), "-c", "3d_fullres",
+                  "-tr", trainer], env)
+    assert "| resampled |" in result.stdout and "| left to nnU-Net |" in result.stdout
+    report = json.loads((tmp_path / "transferred.transfer.json").read_text())
+    assert report["target"]["patch_size"] == [20, 48, 48] and report["target"]["stem_stride"] == [4, 4, 4]
+    assert report["target"]["num_classes"] == 2
+    training = train_on(TARGET, env, "3d_fullres", trainer, "-pretrained_weights", str(weights))
+    assert f"Loading pretrained weights from file  {weights}" in training.stdout
+    checkpoint = torch.load(model_folder(root, trainer, "3d_fullres", TARGET_NAME) / "fold_0" / "checkpoint_final.pth",
+                            map_location="cpu", weights_only=False)
+    assert checkpoint["current_epoch"] == 1
+    assert checkpoint["network_weights"]["encoder.stages.0.0.pos_embed"].shape[1] == 5 * 12 * 12
+    return report
+
+
+def test_trained_checkpoint_fine_tunes_on_a_dataset_with_another_plan(trained, target_dataset, tmp_path):
+    root, env = target_dataset
+    source = model_folder(root, "nnUNetTrainerUNETRPP_smoke", "3d_fullres") / "fold_0" / "checkpoint_final.pth"
+    report = fine_tune_from(source, "nnUNetTrainerUNETRPP_toyfinetune", root, env, tmp_path)
+    assert report["source_geometry"]["stem_stride"] == [2, 4, 4] and report["source_geometry"]["num_classes"] == 3
+
+
+def test_converted_official_checkpoint_fine_tunes_on_a_dataset_with_another_plan(target_dataset, tmp_path):
+    from reference_fixtures import load_reference, official_state_dict
+
+    root, env = target_dataset
+    official = tmp_path / "model_final_checkpoint.model"
+    torch.save({"epoch": 1000, "state_dict": official_state_dict(load_reference("synapse")), "optimizer_state_dict": {},
+                "lr_scheduler_state_dict": None, "plot_stuff": None, "best_stuff": None}, official)
+    converted = tmp_path / "synapse.pth"
+    run(["nnUNetv2_unetrpp_convert_official", str(official), str(converted), "-v", "synapse"], env)
+    official.unlink()  # 170 MB
+    report = fine_tune_from(converted, "nnUNetTrainerUNETRPP_SynapseArch_toyfinetune", root, env, tmp_path)
+    assert report["source_geometry"]["patch_size"] == [64, 128, 128]
+    actions = {r["tensor"]: r["action"] for r in report["tensors"]}
+    assert actions["encoder.stages.0.0.attention.e_proj.weight"] == "resampled"
+    assert actions["encoder.stem.0.weight"] == "resampled, channel-adapted"  # 1 -> 2 channels, 2x4x4 -> 4x4x4

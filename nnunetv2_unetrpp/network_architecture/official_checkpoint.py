@@ -87,8 +87,9 @@ def identify_official_variant(checkpoint: dict) -> str:
     )
 
 
-def _canonical_names(model: torch.nn.Module) -> dict[str, list[str]]:
-    """state_dict names grouped by tensor: nnU-Net-style blocks register modules under two names."""
+def state_dict_aliases(model: torch.nn.Module) -> dict[str, list[str]]:
+    """state_dict names grouped by tensor, first name first: nnU-Net-style blocks register modules
+    under two names (`conv` and `all_modules.0`)."""
     groups: dict[int, list[str]] = {}
     for name, tensor in model.state_dict(keep_vars=True).items():
         groups.setdefault(id(tensor), []).append(name)
@@ -123,7 +124,7 @@ def convert_official_state_dict(checkpoint: dict, variant: str) -> dict[str, tor
     num_classes = sd["out1.conv.conv.weight"].shape[0]
     with torch.device("meta"):
         model = build_official_variant(variant, num_classes=num_classes, in_channels=in_channels)
-    groups = _canonical_names(model)
+    groups = state_dict_aliases(model)
     missing = [k for k in groups if k not in renamed]
     unexpected = [k for k in renamed if k not in groups]
     if missing or unexpected:

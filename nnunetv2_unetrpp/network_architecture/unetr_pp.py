@@ -69,7 +69,7 @@ _RENAMED_AFTER_0_1 = [(re.compile(pattern), new) for pattern, new in (
 )]
 
 
-def _current_name(key: str) -> str:
+def current_state_dict_name(key: str) -> str:
     """The current name of a state_dict key that may come from a version 0.1.0 checkpoint."""
     for pattern, new in _RENAMED_AFTER_0_1:
         key = pattern.sub(new, key)
@@ -306,7 +306,7 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """As nn.Module's, but names of version 0.1.0 checkpoints are mapped to the current ones, and a
         checkpoint of another geometry gets a clear error first."""
-        state_dict = {_current_name(k): v for k, v in state_dict.items()}
+        state_dict = {current_state_dict_name(k): v for k, v in state_dict.items()}
         own = self.state_dict()
         mismatched = [k for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
         if mismatched:
