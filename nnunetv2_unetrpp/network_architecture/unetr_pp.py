@@ -316,7 +316,7 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
                 f"for patch {self.patch_size}, stem {self.stem_stride}, downsamplings {self.strides}, token grids "
                 f"{self.grids}, {self.input_channels} input channels and {self.num_classes} classes; the weights come "
                 "from another geometry. Use the plans.json saved next to the checkpoint (nnU-Net's results folder), "
-                "or the trainer variant the weights were made for."
+                "or move the weights into this geometry with nnUNetv2_unetrpp_transfer_weights."
             )
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
