@@ -327,3 +327,28 @@ def test_cli_reads_checkpoints_of_version_0_1_0(preprocessed, tmp_path):
     assert transfer_cli([str(old), str(tmp_path / "b.pth"), *target]) == 0
     a, b = (torch.load(tmp_path / f, weights_only=True)["network_weights"] for f in ("a.pth", "b.pth"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("variant", ["synapse", "acdc", "lung", "tumor"])
+def test_each_published_variant_moves_into_its_architecture_trainer(variant, preprocessed):
+    """Official weights (uninitialised values: shapes are what matters here) move into the 2-channel, 16x64x64
+    plan of Dataset777 through the variant's ...Arch trainer, and load as nnU-Net loads pre-trained weights.
+    The file path (convert, then the command) is the slow tier's end-to-end test."""
+    from nnunetv2_unetrpp.network_architecture import build_official_variant
+    from nnunetv2_unetrpp.network_architecture.official_variants import official_network_kwargs
+    from nnunetv2_unetrpp.trainers.variants import PUBLISHED_ARCHITECTURE_TRAINERS
+    from nnunetv2_unetrpp.transfer_weights import target_network
+
+    with torch.device("meta"):
+        official = build_official_variant(variant)
+    source = SourceNetwork(official.to_empty(device="cpu").state_dict(), official, official_network_kwargs(variant),
+                           variant)
+    trainer = PUBLISHED_ARCHITECTURE_TRAINERS[variant].__name__
+    meta_target, architecture, _ = target_network("Dataset777_Tiny", "3d_fullres", trainer, "nnUNetPlans")
+    check_compatible(source, architecture, meta_target.patch_size, trainer)
+    target = UNETRPP(2, 3, meta_target.patch_size, **architecture)
+    weights, records = transfer_state_dict(source, target)
+    assert target.patch_size == (16, 64, 64) and target.stem_stride == (1, 4, 4)
+    assert {r["tensor"]: r["action"] for r in records}["encoder.stem.0.weight"].endswith("channel-adapted")
+    missing, unexpected = target.load_state_dict(weights, strict=False)
+    assert not unexpected and all(".seg_layers." in k for k in missing)
