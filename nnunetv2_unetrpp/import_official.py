@@ -143,12 +143,12 @@ def _checkpoint(state_dict: dict, v1_checkpoint: dict, trainer: str, plans: dict
     }
 
 
-def _write_folder(folder: Path, plans: dict, dataset_json: dict, checkpoint: dict, v1_checkpoint: dict,
-                  source: Path) -> None:
-    """The model folder, including what nnUNetv2_export_model_to_zip expects of a fold."""
+def _write_folder(folder: Path, plans: dict, dataset_json: dict, fingerprint: dict, checkpoint: dict,
+                  v1_checkpoint: dict, source: Path) -> None:
+    """The model folder, including what nnUNetv2_export_model_to_zip packs."""
     (folder / f"fold_{FOLD}" / "validation").mkdir(parents=True)
-    (folder / "plans.json").write_text(json.dumps(plans, indent=2))
-    (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    for name, content in [("plans", plans), ("dataset", dataset_json), ("dataset_fingerprint", fingerprint)]:
+        (folder / f"{name}.json").write_text(json.dumps(content, indent=2))
     torch.save(checkpoint, folder / f"fold_{FOLD}" / "checkpoint_final.pth")
     note = f"imported from the nnU-Net v1 checkpoint {source.name}; no nnU-Net v2 training or validation was run"
     (folder / f"fold_{FOLD}" / "validation" / "summary.json").write_text(json.dumps({"note": note}, indent=2))
@@ -192,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _check_same_dataset(plans, dataset_json, state_dict, variant)
         v2_plans = v1_plans.v2_plans(plans, variant, dataset_name)
         v2_dataset_json = v1_plans.v2_dataset_json(plans, dataset_json)
+        fingerprint = v1_plans.fingerprint(plans)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
         raise UserError(f"{plans_file} cannot be imported: {detail}") from None
@@ -209,8 +210,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        _write_folder(staging, v2_plans, v2_dataset_json, _checkpoint(state_dict, v1_checkpoint, trainer, v2_plans,
-                                                                      v2_dataset_json), v1_checkpoint, args.checkpoint)
+        checkpoint = _checkpoint(state_dict, v1_checkpoint, trainer, v2_plans, v2_dataset_json)
+        _write_folder(staging, v2_plans, v2_dataset_json, fingerprint, checkpoint, v1_checkpoint, args.checkpoint)
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)

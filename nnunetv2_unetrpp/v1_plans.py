@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from nnunetv2_unetrpp.network_architecture.official_variants import get_official_variant, official_network_kwargs
 from nnunetv2_unetrpp.trainers.plans_geometry import DEFAULT_ARCHITECTURE, PLANS_KEY
 
@@ -175,6 +177,19 @@ def v2_plans(plans: dict, variant: str, dataset_name: str) -> dict:
         "image_reader_writer": "SimpleITKIO", "transpose_forward": forward, "transpose_backward": backward,
         "configurations": {CONFIGURATION: configuration}, "experiment_planner_used": "ExperimentPlanner",
         "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": intensity_properties(plans),
+    }
+
+
+def fingerprint(plans: dict) -> dict:
+    """v2's dataset_fingerprint.json from v1's dataset properties (sizes after cropping, spacings in the
+    files' axis order, intensities); nnU-Net's model export packs it with the model."""
+    properties = plans["dataset_properties"]
+    reductions = list(properties.get("size_reductions", {}).values())
+    return {
+        "foreground_intensity_properties_per_channel": intensity_properties(plans),
+        "shapes_after_crop": [[int(s) for s in size] for size in properties["all_sizes"].values()],
+        "spacings": [[float(s) for s in spacing] for spacing in properties["all_spacings"].values()],
+        "median_relative_size_after_cropping": float(np.median(reductions)) if reductions else 1.0,
     }
 
 

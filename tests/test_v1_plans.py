@@ -100,6 +100,13 @@ def test_channel_and_label_names(v1):
         v1_plans.labels({"labels": {"0": "background", "2": "spleen"}})
 
 
+def test_fingerprint_from_v1_dataset_properties(v1):
+    fingerprint = v1_plans.fingerprint(v1[0])
+    assert fingerprint["shapes_after_crop"] == [[28, 23, 12]] and fingerprint["spacings"] == [[0.8, 1.1, 4.0]]
+    assert fingerprint["median_relative_size_after_cropping"] == pytest.approx(28 * 23 / (30 * 26))
+    assert fingerprint["foreground_intensity_properties_per_channel"] == v1_plans.intensity_properties(v1[0])
+
+
 def test_patch_size_and_network_are_the_variants(v1):
     plans = _imported(v1)
     configuration = plans.get_configuration("3d_fullres")

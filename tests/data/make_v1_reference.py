@@ -90,11 +90,12 @@ def stage(spacing: np.ndarray, patch, pools, median_shape) -> dict:
 def v1_plans(hu: np.ndarray, seg: np.ndarray) -> dict:
     """A v1 plans dict with the keys of ExperimentPlanner3D_v21.plan_experiment."""
     modalities = {0: "CT"}
+    cropped = (hu.shape[0] - 2, hu.shape[1] - 3, hu.shape[2])  # without the zero border
     dataset_properties = {
-        "all_sizes": OrderedDict(ct=hu.shape), "all_spacings": OrderedDict(ct=np.array(SPACING_ZYX)),
+        "all_sizes": OrderedDict(ct=cropped), "all_spacings": OrderedDict(ct=np.array(SPACING_ZYX)),
         "all_classes": [1, 2, 3], "modalities": modalities,
         "intensityproperties": OrderedDict({0: intensity_properties(hu[seg > 0].astype(np.float32))}),
-        "size_reductions": OrderedDict(ct=0.8),
+        "size_reductions": OrderedDict(ct=np.prod(cropped) / np.prod(hu.shape)),
     }
     pools = [[1, 2, 2], [2, 2, 2], [2, 2, 2]]
     transpose_backward = [np.argwhere(np.array(TRANSPOSE_FORWARD) == i)[0][0] for i in range(3)]
