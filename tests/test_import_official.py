@@ -168,10 +168,11 @@ def test_published_model_predicts_with_stock_nnunet(published, tmp_path):
 
 
 @pytest.mark.slow
-def test_install_into_results_for_nnunet_predict_and_export(published, tmp_path):
+def test_install_into_results_for_nnunet_predict_and_export(published, tmp_path, monkeypatch):
     env = nnunet_env(tmp_path)
-    run(["nnUNetv2_unetrpp_import_official", "-checkpoint", str(published["checkpoint"]), "-preprocessed",
-         str(published["task"]), "-d", "99", "-name", "CTLike"], env)
+    monkeypatch.setenv("nnUNet_results", env["nnUNet_results"])
+    assert import_official(["-checkpoint", str(published["checkpoint"]), "-preprocessed", str(published["task"]),
+                            "-d", "99", "-name", "CTLike"]) == 0
     folder = tmp_path / "results" / "Dataset099_CTLike" / f"{TRAINER}__nnUNetPlans__3d_fullres"
     assert json.loads((folder / "plans.json").read_text())["dataset_name"] == "Dataset099_CTLike"
     run(["nnUNetv2_export_model_to_zip", "-d", "99", "-o", str(tmp_path / "model.zip"), "-c", "3d_fullres", "-f", "0",
