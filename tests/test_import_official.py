@@ -83,9 +83,10 @@ def _truncated_plans(tmp_path: Path) -> Path:
     return task
 
 
-def _not_unetrpp(tmp_path: Path) -> Path:
+def _other_checkpoint(tmp_path: Path, **content) -> Path:
+    """A small v1-style checkpoint that is not UNETR++'s."""
     path = tmp_path / "other.model"
-    torch.save({"epoch": 3, "state_dict": {"conv_blocks_context.0.weight": torch.zeros(2, 1, 3, 3, 3)}}, path)
+    torch.save({"epoch": 3, "state_dict": {"conv_blocks_context.0.weight": torch.zeros(2, 1, 3, 3, 3)}, **content}, path)
     return path
 
 
@@ -96,15 +97,17 @@ BAD_INPUTS = {
                                     str(p["task"] / "dataset.json")], "does not exist"),
     "truncated plans": (lambda p, t: ["-checkpoint", str(p["checkpoint"]), "-preprocessed",
                                       str(_truncated_plans(t))], "not a readable pickle"),
-    "not UNETR++": (lambda p, t: ["-checkpoint", str(_not_unetrpp(t)), "-preprocessed", str(p["task"])],
+    "not UNETR++": (lambda p, t: ["-checkpoint", str(_other_checkpoint(t)), "-preprocessed", str(p["task"])],
                     "does not look like an official UNETR++ checkpoint"),
+    "forbidden global in checkpoint": (lambda p, t: ["-checkpoint", str(_other_checkpoint(
+        t, plot_stuff=CreatesFile(t / "ran"))), "-preprocessed", str(p["task"])], "not on the safe list"),
     "channels differ": (lambda p, t: ["-checkpoint", str(p["checkpoint"]), "-preprocessed", str(_plans_with(
         t, lambda plans: plans.update(num_modalities=2)))], "2 input channel(s)"),
     "classes differ": (lambda p, t: ["-checkpoint", str(p["checkpoint"]), "-preprocessed", str(_plans_with(
         t, lambda plans: plans.update(num_classes=13)))], "14 classes"),
     "unknown normalization": (lambda p, t: ["-checkpoint", str(p["checkpoint"]), "-preprocessed", str(_plans_with(
         t, lambda plans: plans["normalization_schemes"].update({0: "CT2"})))], "unknown v1 normalization scheme"),
-    "forbidden global": (lambda p, t: ["-checkpoint", str(p["checkpoint"]), "-preprocessed", str(_plans_with(
+    "forbidden global in plans": (lambda p, t: ["-checkpoint", str(p["checkpoint"]), "-preprocessed", str(_plans_with(
         t, lambda plans: plans.update(payload=CreatesFile(t / "ran"))))], "not on the safe list"),
 }
 
@@ -123,14 +126,21 @@ def test_bad_input_is_one_line_and_writes_nothing(published, tmp_path, capsys, c
 
 def test_existing_output_needs_overwrite_and_must_be_a_model_folder(published, tmp_path, capsys):
     args = ["-checkpoint", str(published["checkpoint"]), "-preprocessed", str(published["task"])]
-    precious = tmp_path / "mine"
-    precious.mkdir()
-    (precious / "notes.txt").write_text("keep")
-    for extra in ([], ["--overwrite"]):
-        assert import_official([*args, "-o", str(precious), *extra]) == 2
-    assert "--overwrite" in capsys.readouterr().err and (precious / "notes.txt").read_text() == "keep"
-    assert import_official([*args, "-o", str(published["task"]), "--overwrite"]) == 2  # would delete the inputs
-    assert (published["task"] / PLANS_FILE).is_file()
+    model, precious = tmp_path / "model", tmp_path / "mine"
+    for folder, content in [(model, "plans.json"), (precious, "notes.txt")]:
+        folder.mkdir()
+        (folder / content).write_text("{}")
+    assert import_official([*args, "-o", str(model)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err and (model / "plans.json").read_text() == "{}"
+    assert import_official([*args, "-o", str(precious), "--overwrite"]) == 2
+    assert "not an nnU-Net model folder" in capsys.readouterr().err and (precious / "notes.txt").is_file()
+    shutil.copy(REFERENCE / PLANS_FILE, model / PLANS_FILE)  # replacing the folder would delete this input
+    assert import_official(["-checkpoint", str(published["checkpoint"]), "-plans", str(model / PLANS_FILE),
+                            "-dataset_json", str(REFERENCE / "dataset.json"), "-o", str(model), "--overwrite"]) == 2
+    assert "holds the input files" in capsys.readouterr().err and (model / PLANS_FILE).is_file()
+    (model / PLANS_FILE).unlink()
+    assert import_official([*args, "-o", str(model), "--overwrite"]) == 0
+    assert (model / "fold_0" / "checkpoint_final.pth").is_file()
 
 
 def _ct_like_scan(path: Path) -> None:
