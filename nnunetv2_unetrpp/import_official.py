@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from nnunetv2_unetrpp import v1_plans
@@ -130,6 +131,20 @@ def _check_same_dataset(plans: dict, dataset_json: dict, state_dict: dict, varia
         raise UserError(f"dataset.json names {len(labels)} labels, the checkpoint predicts {classes} classes")
 
 
+def _check_replaceable(folder: Path, inputs: Sequence[Path], overwrite: bool) -> None:
+    """An existing output is replaced only with --overwrite, only if it is a model folder, never if it holds an input."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise UserError(f"{folder} exists and is not a folder")
+    if not overwrite:
+        raise UserError(f"{folder} exists; pass --overwrite to replace it")
+    if any(folder.iterdir()) and not (folder / "plans.json").is_file():
+        raise UserError(f"{folder} is not an nnU-Net model folder (no plans.json); --overwrite replaces only those")
+    if any(folder.resolve() == p.resolve() or folder.resolve() in p.resolve().parents for p in inputs):
+        raise UserError(f"{folder} holds the input files; write the model folder elsewhere")
+
+
 def _checkpoint(state_dict: dict, v1_checkpoint: dict, trainer: str, plans: dict, dataset_json: dict) -> dict:
     """What nnU-Net v2 saves as checkpoint_final.pth, with the imported weights; plain types only."""
     return {
@@ -164,12 +179,14 @@ def _plot_v1_progress(v1_checkpoint: dict, note: str, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4))
     curves = v1_checkpoint.get("plot_stuff") if isinstance(v1_checkpoint, dict) else None
-    for values, label in zip(curves or (), ("train loss (v1)", "validation loss (v1)")):
-        ax.plot([float(v) for v in values], label=label)
+    try:
+        for values, label in zip(curves or (), ("train loss (v1)", "validation loss (v1)")):
+            ax.plot(np.asarray(values, dtype=float), label=label)
+            ax.legend()
+    except (TypeError, ValueError):  # not v1's lists of numbers: the note alone
+        ax.clear()
     ax.set_title(note, fontsize=8)
     ax.set_xlabel("epoch")
-    if curves:
-        ax.legend()
     fig.savefig(path, dpi=60)
     plt.close(fig)
 
@@ -197,16 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
         raise UserError(f"{plans_file} cannot be imported: {detail}") from None
 
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder} exists and is not a folder")
-    if folder.exists() and not args.overwrite:
-        raise UserError(f"{folder} exists; pass --overwrite to replace it")
-    if folder.exists() and any(folder.iterdir()) and not (folder / "plans.json").is_file():
-        raise UserError(f"{folder} is not an nnU-Net model folder (no plans.json); --overwrite replaces only those")
-    inputs = [p.resolve() for p in (args.checkpoint, plans_file, dataset_json_file)]
-    if any(folder.resolve() == p or folder.resolve() in p.parents for p in inputs):
-        raise UserError(f"{folder} holds the input files; write the model folder elsewhere")
-
+    _check_replaceable(folder, (args.checkpoint, plans_file, dataset_json_file), args.overwrite)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
