@@ -143,6 +143,17 @@ def test_existing_output_needs_overwrite_and_must_be_a_model_folder(published, t
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
 
 
+def test_install_refuses_a_taken_dataset_id_and_needs_results(published, tmp_path, monkeypatch, capsys):
+    args = ["-checkpoint", str(published["checkpoint"]), "-preprocessed", str(published["task"]), "-d", "99",
+            "-name", "CTLike"]
+    monkeypatch.delenv("nnUNet_results", raising=False)
+    assert import_official(args) == 2 and "nnUNet_results" in capsys.readouterr().err
+    (tmp_path / "Dataset099_Other").mkdir()
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    assert import_official(args) == 2 and "already Dataset099_Other" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["Dataset099_Other"]
+
+
 def _ct_like_scan(path: Path) -> None:
     """Air around a soft-tissue block with a brighter core; spacing and orientation unlike the plans'."""
     rng = np.random.default_rng(1)
