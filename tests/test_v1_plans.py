@@ -40,6 +40,11 @@ def plans(v1) -> dict:
     return copy.deepcopy(v1[0])
 
 
+def _imported(v1) -> PlansManager:
+    """The imported plans, through JSON as nnU-Net reads them from plans.json."""
+    return PlansManager(json.loads(json.dumps(v1_plans.v2_plans(v1[0], "acdc", "Dataset999_X"))))
+
+
 def test_target_spacing_is_the_full_resolution_stage(plans):
     assert v1_plans.target_spacing(plans) == [3.0, 0.75, 0.9]  # stage 1; stage 0 is 3d_lowres
     del plans["plans_per_stage"][1]
@@ -116,11 +121,6 @@ def test_patch_size_and_network_are_the_variants(v1):
     official = build_official_variant("acdc", deep_supervision=False)
     assert repr(network) == repr(official)
     assert configuration.configuration["unetrpp"]["spatial_layout"] == "official"
-
-
-def _imported(v1) -> PlansManager:
-    """The imported plans, through JSON as nnU-Net reads them from plans.json."""
-    return PlansManager(json.loads(json.dumps(v1_plans.v2_plans(v1[0], "acdc", "Dataset999_X"))))
 
 
 def test_v2_preprocessing_matches_v1(v1):
