@@ -88,7 +88,8 @@ def normalization(plans: dict) -> tuple[list[str], list[bool]]:
 def intensity_properties(plans: dict) -> dict[str, dict[str, float]]:
     """v1's `dataset_properties['intensityproperties'][c]` under v2's names, for every channel.
 
-    Channels that v1 normalises with "CT" need them; the others keep whatever v1 recorded.
+    Channels that v1 normalises with "CT" need them. v1 records none when no channel is CT (MRI), but
+    v2 looks up an entry for every channel, so those get an empty one.
     """
     schemes = _by_channel(plans["normalization_schemes"], num_channels(plans), "normalization_schemes")
     recorded = plans["dataset_properties"].get("intensityproperties") or {}
@@ -98,6 +99,7 @@ def intensity_properties(plans: dict) -> dict[str, dict[str, float]]:
         if props is None:
             if scheme == "CT":
                 raise ValueError(f"channel {c} is normalised as CT but the v1 plans hold no intensity properties for it")
+            out[str(c)] = {}
             continue
         missing = [k for k in _INTENSITY_KEYS if k not in props and scheme == "CT"]
         if missing:

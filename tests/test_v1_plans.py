@@ -85,6 +85,23 @@ def test_intensity_properties_get_v2_names(plans):
     del plans["dataset_properties"]["intensityproperties"][0]["sd"]
     with pytest.raises(ValueError, match="lack"):
         v1_plans.intensity_properties(plans)
+    plans["dataset_properties"]["intensityproperties"] = None  # v1 collects none without a CT channel
+    with pytest.raises(ValueError, match="no intensity properties"):
+        v1_plans.intensity_properties(plans)
+    plans["normalization_schemes"] = OrderedDict({0: "nonCT"})
+    assert v1_plans.intensity_properties(plans) == {"0": {}}  # v2 still looks the channel up
+
+
+def test_mri_plans_preprocess_with_z_score(plans, v1):
+    """MRI plans (no intensity properties, nonzero mask) run through v2's preprocessor."""
+    plans["normalization_schemes"], plans["use_mask_for_norm"] = OrderedDict({0: "nonCT"}), OrderedDict({0: True})
+    plans["dataset_properties"]["intensityproperties"] = None
+    imported = PlansManager(json.loads(json.dumps(v1_plans.v2_plans(plans, "acdc", "Dataset999_X"))))
+    data, seg, _ = DefaultPreprocessor(verbose=False).run_case(
+        [str(REFERENCE / "ct_0000.nii.gz")], None, imported, imported.get_configuration("3d_fullres"),
+        v1_plans.v2_dataset_json(plans, v1[1]))
+    inside = data[seg >= 0]
+    assert abs(inside.mean()) < 0.1 and abs(inside.std() - 1) < 0.1
 
 
 def test_resampling_separate_z_as_v1():
