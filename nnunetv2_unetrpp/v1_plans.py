@@ -113,7 +113,8 @@ def resampling() -> dict[str, Any]:
 
     v1 resamples separately along the low-resolution axis (order 0 there) whenever the original or
     the target spacing is more anisotropic than 3 (`force_separate_z=None`, v2's default threshold
-    is v1's 3): images with order 3 in-plane, segmentations and, at export, probabilities with order 1.
+    is v1's 3): images with order 3 in-plane, segmentations and, at export, the network's output with
+    order 1 (v1 resampled softmax probabilities, v2 resamples logits).
     """
     function = "resample_data_or_seg_to_shape"
     kwargs = lambda is_seg, order: dict(is_seg=is_seg, order=order, order_z=0, force_separate_z=None)  # noqa: E731
