@@ -100,6 +100,7 @@ def _output_folder(args: argparse.Namespace, trainer: str, v1_name: str) -> tupl
 
 
 def _load(loader, path: Path, trust: bool):
+    """`loader(path, trust)` (a safe_loading function); a refused or unreadable file is a UserError."""
     try:
         return loader(path, trust)
     except (UnsafePickleError, ValueError) as e:
