@@ -11,6 +11,7 @@ import torch
 from nnunetv2_unetrpp.command_line import UserError, command
 from nnunetv2_unetrpp.network_architecture.official_checkpoint import convert_official_state_dict
 from nnunetv2_unetrpp.network_architecture.official_variants import OFFICIAL_VARIANTS
+from nnunetv2_unetrpp.safe_loading import TRUST_PICKLES_HELP, UnsafePickleError, load_checkpoint
 
 
 @command
@@ -25,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("output", type=Path, help="where to write the converted weights (.pth)")
     parser.add_argument("-v", "--variant", required=True, choices=sorted(OFFICIAL_VARIANTS))
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--trust_pickles", action="store_true", help=TRUST_PICKLES_HELP)
     args = parser.parse_args(argv)
     if not args.input.is_file():
         raise UserError(f"{args.input} does not exist or is not a file")
@@ -33,9 +35,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.output.resolve() == args.input.resolve():
         raise UserError("output and input are the same file; the original checkpoint is never overwritten")
     try:
-        checkpoint = torch.load(args.input, map_location="cpu", weights_only=False)
-    except Exception as e:  # a file torch cannot read: say so without a deep traceback
-        raise UserError(f"{args.input} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        checkpoint = load_checkpoint(args.input, args.trust_pickles)
+    except (UnsafePickleError, ValueError) as e:
+        raise UserError(str(e)) from None
     try:
         state_dict = convert_official_state_dict(checkpoint, args.variant)
     except ValueError as e:

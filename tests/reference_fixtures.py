@@ -105,3 +105,15 @@ def sample_indices(fixture: dict, output_index: int) -> torch.Tensor:
     numel = int(np.prod(record["shape"], dtype=np.int64))
     u = hashed_uniform(f"sample:{fixture['variant']}:{output_index}", len(record["sample_values"]))
     return torch.from_numpy(np.minimum((u * numel).astype(np.int64), numel - 1))
+
+
+def write_official_checkpoint(path: Path, variant: str = "acdc") -> Path:
+    """`model_final_checkpoint.model` as the authors' nnU-Net v1 trainer saves it (network_trainer.save_checkpoint):
+    the fixture's weights under `module.`, and learning curves holding numpy scalars, as v1 logs them."""
+    state = official_state_dict(load_reference(variant))
+    curves = ([1.2, 0.8], [1.3, 0.9], [1.25, 0.85], [np.float64(0.4), np.float64(0.6)])
+    torch.save({"epoch": 1000, "state_dict": {"module." + k: v for k, v in state.items()},
+                "optimizer_state_dict": {}, "lr_scheduler_state_dict": None, "plot_stuff": curves,
+                "best_stuff": (999, 0.8, np.float64(0.6), np.float64(0.6)), "amp_grad_scaler": {"scale": 65536.0}}, path)
+    return path
+

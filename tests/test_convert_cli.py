@@ -7,19 +7,15 @@ import sys
 import pytest
 import torch
 
-from reference_fixtures import load_reference, official_state_dict
+from conftest import CreatesFile
+from reference_fixtures import write_official_checkpoint
 from nnunetv2_unetrpp.network_architecture import build_official_variant
 from nnunetv2_unetrpp.convert_official import main as convert_official_cli
 
 
 @pytest.fixture(scope="module")
 def official_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("official") / "model_final_checkpoint.model"
-    sd = official_state_dict(load_reference("acdc"))
-    torch.save({"epoch": 1000, "state_dict": {"module." + k: v for k, v in sd.items()},
-                "optimizer_state_dict": {}, "lr_scheduler_state_dict": None, "plot_stuff": None,
-                "best_stuff": None}, path)
-    return path
+    return write_official_checkpoint(tmp_path_factory.mktemp("official") / "model_final_checkpoint.model")
 
 
 def test_converts_file_to_a_loadable_state_dict(official_checkpoint, tmp_path):
@@ -56,3 +52,11 @@ def test_unreadable_file_is_a_clear_error(tmp_path, capsys):
     assert convert_official_cli([str(bad), str(tmp_path / "o.pth"), "-v", "acdc"]) == 2
     assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
     assert convert_official_cli([str(tmp_path / "missing.model"), str(tmp_path / "o.pth"), "-v", "acdc"]) == 2
+
+
+def test_checkpoint_with_code_is_refused_unexecuted(tmp_path, capsys):
+    marker, checkpoint = tmp_path / "ran", tmp_path / "model_final_checkpoint.model"
+    torch.save({"state_dict": {}, "plot_stuff": CreatesFile(marker)}, checkpoint)
+    assert convert_official_cli([str(checkpoint), str(tmp_path / "o.pth"), "-v", "acdc"]) == 2
+    assert "not on the safe list" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "o.pth").exists()
