@@ -87,11 +87,14 @@ def read_source(path: Path, trust_pickles: bool = False) -> SourceNetwork:
             trainer = checkpoint.get("trainer_name", "an unknown trainer")
             raise ValueError(f"{path} holds weights of {trainer}, not of a UNETR++ trainer of nnunetv2_unetrpp")
         if "init_args" in checkpoint:
-            init = checkpoint["init_args"]
-            configuration = PlansManager(init["plans"]).get_configuration(init["configuration"])
-            architecture, patch = architecture_from_configuration(configuration), configuration.patch_size
-            description = (f"{checkpoint.get('trainer_name')} on {init['plans'].get('dataset_name')}, "
-                           f"{init['configuration']}")
+            try:
+                init = checkpoint["init_args"]
+                configuration = PlansManager(init["plans"]).get_configuration(init["configuration"])
+                architecture, patch = architecture_from_configuration(configuration), configuration.patch_size
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise ValueError(f"{path}: the plans recorded in the checkpoint (init_args) cannot be read ({e!r})") from None
+            description = (f"{checkpoint.get('trainer_name', 'a UNETR++ trainer')} on "
+                           f"{init['plans'].get('dataset_name')}, {init['configuration']}")
         elif "variant" in checkpoint:
             architecture = official_network_kwargs(checkpoint["variant"])
             patch = architecture["patch_size"]
@@ -112,8 +115,8 @@ def read_source(path: Path, trust_pickles: bool = False) -> SourceNetwork:
     expected = network.state_dict()
     wrong = [k for k, v in expected.items() if k not in state_dict or state_dict[k].shape != v.shape]
     if wrong:
-        raise ValueError(f"{path}: the weights do not fit the network its own record describes (e.g. {wrong[0]}); "
-                         "the file was changed after it was written")
+        raise ValueError(f"{path}: the weights do not fit the network that the file's own record (plans or variant) "
+                         f"describes, e.g. {wrong[0]}")
     return SourceNetwork(state_dict, network, architecture, description)
 
 

@@ -275,6 +275,13 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(preprocessed, tmp_path, ca
     torch.save({"network_weights": {"encoder.stages.0.0.convs.0.conv.weight": torch.zeros(1)},
                 "trainer_name": "nnUNetTrainer", "init_args": {}}, stock)
     fails([stock, out, *target], "weights of nnUNetTrainer, not of a UNETR++ trainer")
+    mislabelled = source_plans()
+    mislabelled["configurations"]["3d_fullres"]["patch_size"] = [64, 64, 64]
+    fails([nnunet_checkpoint(tmp_path / "mislabelled.pth", source, mislabelled), out, *target],
+          "do not fit the network that the file's own record (plans or variant) describes")
+    torch.save({"network_weights": source.state_dict(), "init_args": {"configuration": "3d_fullres"}},
+               tmp_path / "no_plans.pth")
+    fails([tmp_path / "no_plans.pth", out, *target], "the plans recorded in the checkpoint (init_args) cannot be read")
     fails([checkpoint, out, "-d", "Dataset778_Missing", "-c", "3d_fullres"], "plan and preprocess")
     fails([checkpoint, out, "-d", "Dataset777_Tiny", "-c", "3d_lowres"], "has no configuration '3d_lowres'")
     fails([checkpoint, out, "-d", "Dataset777_Tiny", "-c", "2d", "-tr", "nnUNetTrainerUNETRPP_tinyTest"],
