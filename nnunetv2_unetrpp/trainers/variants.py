@@ -114,6 +114,8 @@ class nnUNetTrainerUNETRPP_AdamW(nnUNetTrainerUNETRPP):
     warmup_epochs = 50
 
     def configure_optimizers(self):
+        # nnUNetTrainer_warmup (base of nnU-Net's Primus trainers) swaps optimiser and scheduler at epoch 50 and
+        # replaces load_checkpoint wholesale, so its two schedulers are stepped here as one (lr_schedule.py)
         optimizer = torch.optim.AdamW(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay,
                                       betas=(0.9, 0.98))
         scheduler = WarmupPolyLR(optimizer, self.initial_lr, min(self.warmup_epochs, self.num_epochs), self.num_epochs)
