@@ -23,7 +23,7 @@ TINY_UNETRPP = dict(feature_size=8, dims=(8, 16, 16, 32), depths=(1, 1, 1, 1), d
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "slow: runs nnU-Net commands in subprocesses, DDP, inductor compilation or the demo (minutes on 2 cores)")
+        "markers", "slow: runs nnU-Net commands in subprocesses, DDP or the demo (minutes on 2 cores)")
 
 
 @pytest.fixture(autouse=True)

@@ -132,7 +132,8 @@ def test_pretrained_weights_through_moved_plans(trained):
     root, env = trained
     target, plans = 502, "nnUNetPlans_from501"
     make_toy_dataset(root / "raw", target, seed=1)
-    run(["nnUNetv2_extract_fingerprint", "-d", str(target), "-np", "1"], env)
+    # the target's fingerprint and dataset.json, as nnU-Net's pre-training guide starts
+    run(["nnUNetv2_plan_and_preprocess", "-d", str(target), "--no_pp", "-npfp", "1"], env)
     run(["nnUNetv2_move_plans_between_datasets", "-s", str(DATASET), "-t", str(target), "-sp", "nnUNetPlans",
          "-tp", plans], env)
     run(["nnUNetv2_preprocess", "-d", str(target), "-plans_name", plans, "-c", "3d_fullres", "-np", "1"], env)
