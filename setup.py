@@ -13,7 +13,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=DEPENDENCIES["PYTHON_REQUIRES"],
     packages=find_packages(include=["nnunetv2_unetrpp", "nnunetv2_unetrpp.*"]),
     # the nnUNet_extTrainer shim is a plain folder (no __init__.py): nnU-Net imports it by path
     package_data={"nnunetv2_unetrpp": ["nnunet_ext/*.py"]},

@@ -7,6 +7,9 @@ commands find trainers outside its own folder, first shipped in 2.8.0; its train
 in 2.3 and 2.7, so the upper bound stays at the next minor release until that one is tested.
 """
 
+#: Python versions: numpy, scipy and pandas at the versions of constraints.txt need 3.11.
+PYTHON_REQUIRES = ">=3.11"
+
 NNUNET_REQUIREMENT = "nnunetv2>=2.8,<2.9"
 
 INSTALL_REQUIRES = [

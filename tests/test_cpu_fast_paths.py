@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from packaging.version import Version
 from torch import nn
 
 from nnunetv2_unetrpp.network_architecture.attention import _cpu_attention_with_dropout
@@ -188,18 +189,29 @@ def _kernels(fn) -> set[str]:
     return {e.key for e in prof.key_averages() if "conv" in e.key}
 
 
-@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_batch_of_one_runs_on_onednn_with_the_numbers_of_the_native_kernel(ndim):
+def test_batch_of_one_gives_the_numbers_of_the_stock_convolution(ndim):
     stock, ours = _convolutions(ndim, 3, 1, 1, 1)
     x = torch.randn(1, 5, *(8, 8, 8)[3 - ndim:])
     x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
-    assert "aten::mkldnn_convolution" not in _kernels(lambda: stock(x_ref))  # PyTorch's heuristic: native
-    assert "aten::mkldnn_convolution" in _kernels(lambda: ours(x_ours).sum().backward())
+    ours(x_ours).sum().backward()
     stock(x_ref).sum().backward()
     torch.testing.assert_close(ours(x), stock(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours.weight.grad, stock.weight.grad, rtol=1e-5, atol=1e-5)
+
+
+# PyTorch picks its CPU convolution kernel by an internal heuristic that may change with any release;
+# the fold's purpose (oneDNN where stock PyTorch takes its slower native kernel) was measured on 2.14
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+@pytest.mark.skipif(Version(torch.__version__).release[:2] != (2, 14),
+                    reason="PyTorch's kernel choice for a batch of one was measured on torch 2.14 only")
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_batch_of_one_runs_on_onednn_where_pytorch_takes_its_native_kernel(ndim):
+    stock, ours = _convolutions(ndim, 3, 1, 1, 1)
+    x = torch.randn(1, 5, *(8, 8, 8)[3 - ndim:], requires_grad=True)
+    assert "aten::mkldnn_convolution" not in _kernels(lambda: stock(x))
+    assert "aten::mkldnn_convolution" in _kernels(lambda: ours(x).sum().backward())
 
 
 @pytest.mark.parametrize("case", ["batch of two", "large input", "odd output length", "one input channel", "float64",
@@ -231,20 +243,31 @@ def test_batch_folding_conv_replaces_only_stock_convolutions():
     assert set(BatchFoldingConv3d(4, 4, 3).state_dict()) == {"weight", "bias"}
 
 
-def test_network_with_folded_stage_convolutions_computes_the_same(tiny_unetrpp, monkeypatch):
+def test_network_with_folded_stage_convolutions_is_as_accurate_as_stock_pytorch(tiny_unetrpp, monkeypatch):
+    """Folded (oneDNN) and stock (native) float32 convolutions round differently, and the rounding grows through
+    the backward pass, so neither is the reference: both are measured against the float64 network (which never
+    folds). The folded network may be at most 10x as far from it as stock PyTorch's float32, in every output and
+    gradient; a wrong fold is off by the size of the values."""
     from nnunetv2_unetrpp.network_architecture import batch_folding
 
+    folds = []
+    monkeypatch.setattr(batch_folding, "folded_convolution", lambda *a: folds.append(1) or folded_convolution(*a))
     torch.manual_seed(0)
     model = tiny_unetrpp((32, 32, 32), stem_stride=(2, 4, 4), attn_drop=0.0, proj_drop=0.0).train()
     x = torch.randn(1, 1, 32, 32, 32)
-    results = []
-    for bound in (batch_folding._NATIVE_KERNEL_MAX_ELEMENTS, 0):  # folding on, then off
-        monkeypatch.setattr(batch_folding, "_NATIVE_KERNEL_MAX_ELEMENTS", bound)
-        model.zero_grad()
-        out = model(x)
+
+    def outputs_and_gradients(dtype: torch.dtype) -> list[torch.Tensor]:
+        model.to(dtype).zero_grad()
+        out = model(x.to(dtype))
         sum(o.square().mean() for o in out).backward()
-        results.append(([o.detach() for o in out], [p.grad.clone() for p in model.parameters() if p.grad is not None]))
-    (out_folded, grads_folded), (out_stock, grads_stock) = results
-    assert any(isinstance(m, BatchFoldingConv3d) for m in model.encoder.modules())
-    for a, b in zip(out_folded + grads_folded, out_stock + grads_stock):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        return [o.detach().double() for o in out] + [p.grad.double() for p in model.parameters() if p.grad is not None]
+
+    folded = outputs_and_gradients(torch.float32)
+    assert folds, "the stage convolutions did not fold"
+    monkeypatch.setattr(batch_folding, "_NATIVE_KERNEL_MAX_ELEMENTS", 0)  # folding off
+    stock = outputs_and_gradients(torch.float32)
+    folds.clear()
+    reference = outputs_and_gradients(torch.float64)
+    assert not folds
+    errors = [((f - r).norm() / r.norm(), (s - r).norm() / r.norm()) for f, s, r in zip(folded, stock, reference)]
+    assert max(f / max(s, 1e-7) for f, s in errors) <= 10, max(errors)

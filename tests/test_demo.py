@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +123,23 @@ def test_refuses_non_empty_output_folder(tmp_path, capsys):
     assert result.stderr.startswith("error: output folder") and "Traceback" not in result.stderr
 
 
+def test_runs_without_o_each_get_a_new_folder_and_keep_the_earlier_ones(tmp_path, monkeypatch):
+    from nnunetv2_unetrpp.demo.cli import parse_args
+    from nnunetv2_unetrpp.demo.workspace import DEFAULT_OUTPUT, new_run_folder
+
+    monkeypatch.chdir(tmp_path)
+    assert parse_args([]).output is None  # main() then asks new_run_folder()
+    first = prepare(new_run_folder(), overwrite=False, settings={"seed": 0})
+    (first.logs / "run.log").write_text("first run")
+    (tmp_path / f"{DEFAULT_OUTPUT}_3").mkdir()  # an existing folder, even an empty one, is never taken
+    second, third = new_run_folder(), new_run_folder()
+    assert [first.root.name, second.name, third.name] == [DEFAULT_OUTPUT.name, f"{DEFAULT_OUTPUT}_2",
+                                                          f"{DEFAULT_OUTPUT}_4"]
+    prepare(second, overwrite=False, settings={"seed": 1})
+    assert (first.logs / "run.log").read_text() == "first run"
+    assert json.loads((first.root / MARKER).read_text()) == {"seed": 0}
+
+
 def test_overwrite_replaces_an_earlier_demo_run(tmp_path):
     out = tmp_path / "out"
     prepare(out, overwrite=False, settings={"seed": 1})
@@ -216,14 +232,17 @@ def test_runner_runs_a_stage_s_commands_at_once(tmp_path, capsys):
     logs = tmp_path / "logs"
     logs.mkdir()
     runner = Runner(logs, dict(os.environ), total_stages=1)
-    sleep = "import time, sys; time.sleep(2); print('Epoch time: 2 s'); print(sys.argv[1])"
-    start = time.perf_counter()
-    runner.run_together("two at once", {"a": [sys.executable, "-c", sleep, "A"],
-                                        "b": [sys.executable, "-c", sleep, "B"]}, {"EXTRA": "1"})
-    assert time.perf_counter() - start < 3.5  # 2 s each, side by side
-    assert 2 <= runner.timings["a"] < 3.5 and 2 <= runner.timings["b"] < 3.5
-    assert (logs / "01_a.log").read_text().endswith("Epoch time: 2 s\nA\n")
-    assert (logs / "01_b.log").read_text().endswith("Epoch time: 2 s\nB\n")
+    # each child marks that it started, then waits for the other's mark: run one after the other, both fail
+    meet = ("import os, sys, time; me, other = sys.argv[1:]; open(me, 'w').close(); "
+            "deadline = time.monotonic() + 60\n"
+            "while not os.path.exists(other) and time.monotonic() < deadline: time.sleep(0.05)\n"
+            "print('Epoch time: 2 s'); print(me[-1], os.environ['EXTRA']); sys.exit(not os.path.exists(other))")
+    marks = [str(tmp_path / "started_A"), str(tmp_path / "started_B")]
+    runner.run_together("two at once", {"a": [sys.executable, "-c", meet, *marks],
+                                        "b": [sys.executable, "-c", meet, *marks[::-1]]}, {"EXTRA": "1"})
+    assert runner.timings["a"] > 0 and runner.timings["b"] > 0
+    assert (logs / "01_a.log").read_text().endswith("Epoch time: 2 s\nA 1\n")
+    assert (logs / "01_b.log").read_text().endswith("Epoch time: 2 s\nB 1\n")
     out = capsys.readouterr().out
     assert "| a: Epoch time: 2 s" in out and "| b: Epoch time: 2 s" in out
 
@@ -267,7 +286,8 @@ def test_baselines_add_nnunet_with_the_residual_encoder_preset(tmp_path):
     runner = RecordingRunner()
     run_pipeline(args, prepare(args.output, False, {}), runner)
     plan, plan_resenc, train, predict, compare = runner.stages
-    assert plan["plan_and_preprocess"][-6:] == ["-pl", "ExperimentPlanner", "-np", "2", "-npfp", "2"]
+    n = str(args.num_processes)  # min(2, CPUs) by default
+    assert plan["plan_and_preprocess"][-6:] == ["-pl", "ExperimentPlanner", "-np", n, "-npfp", n]
     assert "nnUNetPlannerResEncM" in plan_resenc["plan_and_preprocess_nnUNetPlannerResEncM"]
     assert list(train) == ["train_UNETRPP", "train_nnUNet", "train_nnUNetResEncM"] and list(predict) == [
         "predict_UNETRPP", "predict_nnUNet", "predict_nnUNetResEncM"]

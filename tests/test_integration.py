@@ -32,6 +32,14 @@ TEST_TRAINERS = textwrap.dedent('''
         num_epochs, num_iterations_per_epoch, num_val_iterations_per_epoch = 2, 5, 2
 
 
+    class nnUNetTrainerUNETRPP_frozen(nnUNetTrainerUNETRPP):
+        """One iteration at learning rate 0 and no final validation: the final weights are the initial ones."""
+        num_epochs, num_iterations_per_epoch, num_val_iterations_per_epoch, initial_lr = 1, 1, 1, 0.0
+
+        def perform_actual_validation(self, save_probabilities: bool = False):
+            pass
+
+
     class nnUNetTrainerUNETRPP_toylearn(nnUNetTrainerUNETRPP):
         """A short real training: 6 epochs x 10 iterations."""
         num_epochs, num_iterations_per_epoch, num_val_iterations_per_epoch = 6, 10, 2
@@ -120,6 +128,45 @@ def test_resume_continues_from_the_latest_checkpoint(trained):
     assert "Epoch 1" in new_log and "Epoch 0\n" not in new_log
     resumed = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert resumed["current_epoch"] == 2
+
+
+def test_val_reruns_the_validation_of_a_trained_fold(trained):
+    root, env = trained
+    validation = model_folder(root, "nnUNetTrainerUNETRPP_smoke", "3d_fullres") / "fold_0" / "validation"
+    cases = sorted(p.name for p in validation.glob("*.nii.gz"))
+    for file in validation.iterdir():
+        file.unlink()
+    result = train(env, "3d_fullres", "nnUNetTrainerUNETRPP_smoke", "--val")
+    assert "Epoch " not in result.stdout  # no training, only the validation
+    assert cases and sorted(p.name for p in validation.glob("*.nii.gz")) == cases
+    assert set(json.loads((validation / "summary.json").read_text())["mean"]) == {"1", "2"}
+
+
+def test_pretrained_weights_through_moved_plans(trained):
+    """nnU-Net's pre-training workflow: the source dataset's plans moved to the target, which is preprocessed
+    with them and trained from the source's weights; all but the segmentation heads are loaded."""
+    root, env = trained
+    target, plans = 502, "nnUNetPlans_from501"
+    make_toy_dataset(root / "raw", target, seed=1)
+    # the target's fingerprint and dataset.json, as nnU-Net's pre-training guide starts
+    run(["nnUNetv2_plan_and_preprocess", "-d", str(target), "--no_pp", "-npfp", "1"], env)
+    run(["nnUNetv2_move_plans_between_datasets", "-s", str(DATASET), "-t", str(target), "-sp", "nnUNetPlans",
+         "-tp", plans], env)
+    run(["nnUNetv2_preprocess", "-d", str(target), "-plans_name", plans, "-c", "3d_fullres", "-np", "1"], env)
+    source = model_folder(root, "nnUNetTrainerUNETRPP_smoke", "3d_fullres") / "fold_0" / "checkpoint_final.pth"
+    result = run(["nnUNetv2_train", str(target), "3d_fullres", "0", "-tr", "nnUNetTrainerUNETRPP_frozen", "-p", plans,
+                  "-device", "cpu", "-pretrained_weights", str(source)], env)
+    assert f"Loading pretrained weights from file  {source}" in result.stdout
+    loaded = torch.load(root / "results" / "Dataset502_Toy" / f"nnUNetTrainerUNETRPP_frozen__{plans}__3d_fullres"
+                        / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    pretrained = torch.load(source, map_location="cpu", weights_only=False)["network_weights"]
+    assert loaded.keys() == pretrained.keys()
+    buffers = ("running_mean", "running_var", "num_batches_tracked")  # BatchNorm statistics move in training mode
+    for key, value in pretrained.items():
+        if ".seg_layers." in key:  # nnU-Net never loads the heads
+            assert not torch.equal(loaded[key], value), key
+        elif not key.endswith(buffers):
+            assert torch.equal(loaded[key], value), key
 
 
 def test_predict_keeps_geometry_and_evaluates(trained, tmp_path):

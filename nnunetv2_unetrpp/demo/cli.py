@@ -19,8 +19,8 @@ from nnunetv2_unetrpp.command_line import UserError, command
 from nnunetv2_unetrpp.demo.runner import Runner, StageError, console_script, format_seconds
 from nnunetv2_unetrpp.demo.synthetic import SyntheticConfig, write_dataset
 from nnunetv2_unetrpp.demo.trainers import NNUNET_TRAINER, UNETRPP_TRAINER, Budget, write_trainer_module
-from nnunetv2_unetrpp.demo.workspace import (CACHES, DATASET_ID, MARKER, Workspace,
-                                             child_environment, prepare)
+from nnunetv2_unetrpp.demo.workspace import (CACHES, DATASET_ID, DEFAULT_OUTPUT, MARKER, Workspace,
+                                             child_environment, new_run_folder, prepare)
 
 
 class UsageError(UserError):
@@ -62,7 +62,7 @@ End-to-end demo of nnunetv2_unetrpp that needs no data and no set-up:
      box plots, learning curves, a montage of representative slices, and model cost.
 Everything, nnU-Net's data folders included, is written inside the output folder. The defaults train both
 models to a mean Dice above 0.9 on the held-out cases in about 8 minutes on an idle 2-core CPU (about 15 when
-other jobs take half of the cores). For a larger comparison use a GPU, e.g.
+other jobs take half of the cores; docs/DEMO.md lists the measured runs). For a larger comparison use a GPU, e.g.
   nnUNetv2_unetrpp_demo --device cuda --image_size 160 --num_train_cases 40 --num_test_cases 20 \\
       --epochs 100 --iterations 250 --val_iterations 50 --tta -o demo_gpu"""
 
@@ -71,8 +71,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command-line arguments, with --quick or the defaults filling what was not given."""
     p = argparse.ArgumentParser(prog="nnUNetv2_unetrpp_demo", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-o", "--output", type=Path, default=Path("nnunetv2_unetrpp_demo"),
-                   help="output folder; must be new or empty (default ./nnunetv2_unetrpp_demo)")
+    p.add_argument("-o", "--output", type=Path,
+                   help=f"output folder; must be new or empty (default: a new folder per run, ./{DEFAULT_OUTPUT}, "
+                        f"then ./{DEFAULT_OUTPUT}_2, ...)")
     p.add_argument("--overwrite", action="store_true",
                    help=f"replace an earlier demo run in the output folder (recognised by its {MARKER}); "
                         "any other non-empty folder is refused")
@@ -92,7 +93,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help=f"in-plane size in voxels, a multiple of 16 (default {DEFAULTS['image_size']}); about a "
                         "third as many 3 mm slices (a multiple of 8, at least 16)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of training and prediction")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0); nnU-Net does not seed its trainings")
     p.add_argument("--fold", default="0", choices=("0", "1", "2", "3", "4", "all"),
                    help="nnU-Net fold to train (default 0: 80%% of the cases for training, 20%% for nnU-Net's "
                         "validation; 'all' trains on all cases and validates on the training cases)")
@@ -103,8 +104,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="leave the model cost (parameters, FLOPs, forward time) out of the report")
     p.add_argument("--baselines", action="store_true",
                    help=f"also train stock nnU-Net with its residual-encoder preset ({RESENC.planner} / "
-                        f"{RESENC.plans}) as a third method (off by default: three trainings do not fit the 15 "
-                        "minutes on 2 cores)")
+                        f"{RESENC.plans}) as a third method (off by default: a third training shares the same cores, "
+                        "so the run takes longer)")
     p.add_argument("--schedule", choices=("together", "one-by-one"), default="together",
                    help="train the models side by side, sharing --num_processes threads (default), or one after the "
                         "other with all of them")
@@ -226,6 +227,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (2: user error, 1: a stage failed, 130: interrupted)."""
     args = parse_args(argv)
     check_args(args)
+    if args.output is None:
+        args.output = new_run_folder()
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     workspace = prepare(args.output, args.overwrite, settings)
     stages = 3 + len({m.planner for m in methods(args)}) + (len(methods(args)) if args.schedule == "one-by-one" else 1)

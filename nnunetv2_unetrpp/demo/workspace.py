@@ -1,12 +1,14 @@
 """The demo's output folder: its layout, the rule for reusing it, and the environment of every child.
 
 Everything the demo and nnU-Net write goes below this folder (nnU-Net's three data folders, caches
-of matplotlib and torch included), so a demo run never touches the user's nnU-Net set-up. A
-non-empty folder is only reused with --overwrite, and only if a marker file shows it is an
-earlier demo run: the demo never deletes anything it did not create.
+of matplotlib and torch included), so a demo run never touches the user's nnU-Net set-up. Without
+-o, each run gets a new folder (`nnunetv2_unetrpp_demo`, then `nnunetv2_unetrpp_demo_2`, ...), so
+earlier results are kept. A non-empty folder named with -o is only reused with --overwrite, and only
+if a marker file shows it is an earlier demo run: the demo never deletes anything it did not create.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -17,6 +19,8 @@ from nnunetv2_unetrpp.command_line import UserError
 from nnunetv2_unetrpp.env import ext_trainer_value
 
 MARKER = "nnunetv2_unetrpp_demo.json"
+#: The output folder of the first run without -o; later runs append _2, _3, ...
+DEFAULT_OUTPUT = Path("nnunetv2_unetrpp_demo")
 DATASET_ID = 901
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_SyntheticAbdomenCT"
 #: Environment variables that place caches (matplotlib's, torch's) in the output folder.
@@ -56,6 +60,19 @@ class Workspace:
 
     def results(self, trainer: str, plans: str = "nnUNetPlans") -> Path:
         return self.root / "nnUNet_results" / DATASET_NAME / f"{trainer}__{plans}__3d_fullres"
+
+
+def new_run_folder(base: Path = DEFAULT_OUTPUT) -> Path:
+    """Create and return the first of `base`, `base_2`, `base_3`, ... that does not exist yet.
+
+    Creating it claims it, so two runs started at once never share a folder."""
+    for number in itertools.count(1):
+        folder = base if number == 1 else base.with_name(f"{base.name}_{number}")
+        try:
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return folder
 
 
 def prepare(root: Path, overwrite: bool, settings: dict) -> Workspace:

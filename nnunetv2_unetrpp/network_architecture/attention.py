@@ -24,7 +24,7 @@ from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
 from nnunetv2_unetrpp.network_architecture.functional import channel_linear
 
 #: Spatial-attention output layouts. "official" reproduces the authors' code, which reshapes a
-#: (B, d, h, N) buffer as (B, N, C) and so mixes token and channel axes (their issue 62); it is
+#: (B, d, h, N) buffer as (B, N, C) and so mixes token and channel axes (issue 62 of their GitHub repository); it is
 #: needed to use published weights. "corrected" transposes to (B, N, h, d) as the paper means.
 SPATIAL_LAYOUTS = ("official", "corrected")
 
@@ -71,7 +71,7 @@ class EPA(nn.Module):
         share_ef_projection: one projection serves E and F (Synapse, BraTS) or two (ACDC, Lung).
         projection_bias: E/F have a bias (Synapse, ACDC, Lung) or not (BraTS).
         fusion: "concat" of C/2 projections of both branches (spatial first) or "sum" (BraTS).
-        spatial_layout: see `SPATIAL_LAYOUTS`.
+        spatial_layout: see `SPATIAL_LAYOUTS`; "corrected" by default, as in `UNETRPP`.
     """
 
     def __init__(
@@ -84,7 +84,7 @@ class EPA(nn.Module):
         share_ef_projection: bool = True,
         projection_bias: bool = True,
         fusion: str = "concat",
-        spatial_layout: str = "official",
+        spatial_layout: str = "corrected",
     ) -> None:
         super().__init__()
         if channels % num_heads:

@@ -12,7 +12,7 @@ from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP
 
 @dataclass(frozen=True)
 class OfficialVariant:
-    """Per-dataset differences of the official code (spec section 5)."""
+    """What differs between the dataset configurations of the authors' code (their per-dataset network files)."""
 
     input_channels: int
     num_classes: int

@@ -1,6 +1,6 @@
 """UNETR++ geometry from an nnU-Net plan, stored in the plan itself.
 
-Rule (documented in the README): nnU-Net's downsampling steps `pool_op_kernel_sizes[1:]`
+Rule (documented in docs/ARCHITECTURE.md, "Geometry from the plan"): nnU-Net's downsampling steps `pool_op_kernel_sizes[1:]`
 (padded with 1s to five steps) map onto UNETR++'s five: the patch-embedding stem is the product
 of the first two steps, the three downsamplings are steps three to five, and deeper nnU-Net
 steps are dropped. Thick-slice data, where nnU-Net does not pool along z at first, so gets an
@@ -21,7 +21,7 @@ PLANS_KEY = "unetrpp"
 
 #: Architecture defaults of the plugin's trainers: the Synapse configuration of the paper
 #: (shared E/F, concatenation fusion, one conv block, attention dropout 0.15) with the corrected
-#: spatial-attention layout (see the README for why).
+#: spatial-attention layout (docs/ARCHITECTURE.md says why).
 DEFAULT_ARCHITECTURE = dict(
     feature_size=16, dims=[32, 64, 128, 256], depths=[3, 3, 3, 3], decoder_depth=3, num_heads=4,
     proj_sizes=[64, 64, 64, 32], decoder_proj_size=64, attn_drop=0.15, num_conv_blocks=1,

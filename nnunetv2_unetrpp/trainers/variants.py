@@ -54,8 +54,8 @@ class nnUNetTrainerUNETRPP_SynapseGeometry(nnUNetTrainerUNETRPP):
     """The paper's Synapse network exactly: patch 64x128x128, stem 2x4x4, official layout.
 
     Its state_dict matches `build_official_variant("synapse")`, so converted official weights
-    (nnUNetv2_unetrpp_convert_official) fine-tune with `-pretrained_weights` (the segmentation
-    heads are re-initialised when the number of classes differs). 3D, one input channel.
+    (nnUNetv2_unetrpp_convert_official) fine-tune with `-pretrained_weights`; nnU-Net never loads the
+    segmentation heads (`.seg_layers.`), so these start fresh for any number of classes. 3D, one input channel.
     """
 
     architecture_overrides = official_network_kwargs("synapse")
@@ -114,6 +114,8 @@ class nnUNetTrainerUNETRPP_AdamW(nnUNetTrainerUNETRPP):
     warmup_epochs = 50
 
     def configure_optimizers(self):
+        # nnUNetTrainer_warmup (base of nnU-Net's Primus trainers) swaps optimiser and scheduler at epoch 50 and
+        # replaces load_checkpoint wholesale, so its two schedulers are stepped here as one (lr_schedule.py)
         optimizer = torch.optim.AdamW(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay,
                                       betas=(0.9, 0.98))
         scheduler = WarmupPolyLR(optimizer, self.initial_lr, min(self.warmup_epochs, self.num_epochs), self.num_epochs)
