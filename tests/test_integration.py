@@ -1,6 +1,8 @@
 """The real nnUNetv2_* commands on a tiny generated dataset (2 channels, anisotropic spacing,
-non-trivial origin and direction): plan, preprocess, train (3d_fullres and 2d), resume,
-predict, evaluate, ensemble with stock nnU-Net, find_best_configuration; and a learning run."""
+non-trivial origin and direction): plan, preprocess, train (3d_fullres and 2d), resume, --val,
+predict, evaluate, ensemble with stock nnU-Net, find_best_configuration, a learning run, and
+pre-trained weights: nnU-Net's moved-plans workflow (dataset 503) and nnUNetv2_unetrpp_transfer_weights
+into another plan (dataset 502)."""
 from __future__ import annotations
 
 import json
@@ -146,7 +148,7 @@ def test_pretrained_weights_through_moved_plans(trained):
     """nnU-Net's pre-training workflow: the source dataset's plans moved to the target, which is preprocessed
     with them and trained from the source's weights; all but the segmentation heads are loaded."""
     root, env = trained
-    target, plans = 502, "nnUNetPlans_from501"
+    target, plans = 503, "nnUNetPlans_from501"
     make_toy_dataset(root / "raw", target, seed=1)
     # the target's fingerprint and dataset.json, as nnU-Net's pre-training guide starts
     run(["nnUNetv2_plan_and_preprocess", "-d", str(target), "--no_pp", "-npfp", "1"], env)
@@ -157,7 +159,7 @@ def test_pretrained_weights_through_moved_plans(trained):
     result = run(["nnUNetv2_train", str(target), "3d_fullres", "0", "-tr", "nnUNetTrainerUNETRPP_frozen", "-p", plans,
                   "-device", "cpu", "-pretrained_weights", str(source)], env)
     assert f"Loading pretrained weights from file  {source}" in result.stdout
-    loaded = torch.load(root / "results" / "Dataset502_Toy" / f"nnUNetTrainerUNETRPP_frozen__{plans}__3d_fullres"
+    loaded = torch.load(root / "results" / "Dataset503_Toy" / f"nnUNetTrainerUNETRPP_frozen__{plans}__3d_fullres"
                         / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     pretrained = torch.load(source, map_location="cpu", weights_only=False)["network_weights"]
     assert loaded.keys() == pretrained.keys()
