@@ -1,9 +1,15 @@
-"""Model cost of a fabricated stock nnU-Net model folder: parameters, FLOPs (independent count), epoch time."""
+"""Model cost of a fabricated stock nnU-Net model folder: parameters, FLOPs (independent count), epoch
+time from the checkpoint's training record."""
+import numpy as np
+from pathlib import Path
+import pytest
 import torch
 
-from compare_helpers import make_model_folder
-from nnunetv2_unetrpp.compare.cost import compute_model_cost, parse_epoch_times
+from compare_helpers import fake_logging, make_model_folder
+from nnunetv2_unetrpp.compare.cost import compute_model_cost
 from nnunetv2_unetrpp.compare.inputs import is_model_folder
+from nnunetv2_unetrpp.compare.training_log import load_record, record_from_logging
+from nnunetv2_unetrpp.safe_loading import UnsafePickleError
 
 
 def conv_flops(network: torch.nn.Module, patch_size) -> int:
@@ -40,8 +46,25 @@ def test_cost_of_stock_model_folder(tmp_path):
     assert cost["inference_seconds_per_patch"] > 0
 
 
-def test_parse_epoch_times(tmp_path):
-    log = tmp_path / "training_log.txt"
-    log.write_text("2025-01-01 10:00:00: Epoch 0\n2025-01-01 10:00:01: Epoch time: 31.7 s\n"
-                   "2025-01-01 10:00:02: train_loss -0.1\nEpoch time: 2 s\nEpoch timer broken\n")
-    assert parse_epoch_times([log]) == [31.7, 2.0]
+def test_training_record_from_checkpoint_logging(tmp_path):
+    fold = tmp_path / "fold_0"
+    fold.mkdir()
+    torch.save({"logging": fake_logging([30.0, 45.5, 20.0, 30.0, 24.5])}, fold / "checkpoint_final.pth")
+    (fold / "training_log_2025_1_1_10_00_00.txt").write_text("Epoch time: 999.0 s\n")  # not the source
+    record = load_record(fold)
+    np.testing.assert_allclose(record.epoch_seconds, [30.0, 45.5, 20.0, 30.0, 24.5])
+    np.testing.assert_allclose(record.minutes, np.cumsum([30.0, 45.5, 20.0, 30.0, 24.5]) / 60)
+    assert record.training_seconds == pytest.approx(150.0) and record.pseudo_dice[-1] == pytest.approx(0.9)
+
+    unfinished = fake_logging([10.0] * 4)
+    unfinished["train_losses"].append(-1.0)  # an epoch that started but has no validation yet
+    unfinished["epoch_start_timestamps"].append(unfinished["epoch_end_timestamps"][-1])
+    assert len(record_from_logging(unfinished).epoch_seconds) == 4
+
+
+def test_training_record_is_loaded_without_running_code(tmp_path):
+    fold = tmp_path / "fold_0"
+    fold.mkdir()
+    torch.save({"logging": fake_logging([1.0]), "extra": Path("x")}, fold / "checkpoint_final.pth")
+    with pytest.raises(UnsafePickleError, match="pathlib"):
+        load_record(fold)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnunetv2_unetrpp.compare import learning_curves, montage
+from compare_helpers import fake_logging
+from nnunetv2_unetrpp.compare import learning_curves, montage, training_log
 from nnunetv2_unetrpp.compare.labels import LabelSpec, Target
 from nnunetv2_unetrpp.compare.report import build_summary, cost_line, dice_table
 from nnunetv2_unetrpp.compare.verdict import minimum_p, verdict
@@ -71,29 +72,15 @@ def test_dice_table_fits_the_width_and_turns_when_it_must():
     assert max(map(len, narrow)) <= 30
 
 
-def fake_logging(epochs: int, seconds_per_epoch: float) -> dict:
-    start = 1_700_000_000.0
-    return {"train_losses": list(np.linspace(0, -0.8, epochs)), "val_losses": list(np.linspace(0, -0.7, epochs)),
-            "mean_fg_dice": list(np.linspace(0.1, 0.9, epochs)), "ema_fg_dice": list(np.linspace(0.1, 0.85, epochs)),
-            "dice_per_class_or_region": [[0.5]] * epochs, "lrs": [0.01] * epochs,
-            "epoch_start_timestamps": [start + i * seconds_per_epoch for i in range(epochs)],
-            "epoch_end_timestamps": [start + (i + 1) * seconds_per_epoch for i in range(epochs)]}
-
-
 def test_learning_curves_from_checkpoint_logging(tmp_path):
     fold = tmp_path / "fold_0"
     fold.mkdir()
-    torch.save({"logging": fake_logging(5, 30.0)}, fold / "checkpoint_final.pth")
-    record = learning_curves.load_record(fold)
-    np.testing.assert_allclose(record.minutes, [0.5, 1.0, 1.5, 2.0, 2.5])
-    assert record.training_seconds == pytest.approx(150.0) and record.pseudo_dice[-1] == pytest.approx(0.9)
-
-    unfinished = fake_logging(4, 10.0)
+    torch.save({"logging": fake_logging([30.0] * 5)}, fold / "checkpoint_final.pth")
+    record = training_log.load_record(fold)
+    unfinished = fake_logging([10.0] * 4)
     unfinished["train_losses"].append(-1.0)  # an epoch that started but has no validation yet
     unfinished["epoch_start_timestamps"].append(unfinished["epoch_end_timestamps"][-1])
-    assert len(learning_curves.record_from_logging(unfinished).train_loss) == 4
-
-    out = learning_curves.plot_learning_curves({"A": record, "B": learning_curves.record_from_logging(unfinished)},
+    out = learning_curves.plot_learning_curves({"A": record, "B": training_log.record_from_logging(unfinished)},
                                                tmp_path / "curves.png")
     pixels = png_pixels(out)
     assert pixels.shape[:2] == (700, 1000) and colours(pixels) > 10

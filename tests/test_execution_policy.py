@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nnunetv2_unetrpp.benchmarking.op_count import OpCounter, count_training_step
-from nnunetv2_unetrpp.benchmarking.synapse import INPUT, unetrpp_synapse
+from nnunetv2_unetrpp.benchmarking.synapse import SYNAPSE, UNETRPP_FUSED, build_network
 from nnunetv2_unetrpp.network_architecture import UNETRPP, attention, batch_folding, channels_last, functional, unetr_pp
 from nnunetv2_unetrpp.network_architecture.execution import POLICIES, execution_policy, use_cpu_fast_paths
 
@@ -159,10 +159,9 @@ def test_op_counter_counts_kernels_not_views():
 
 
 def test_synapse_training_step_on_a_non_cpu_device_is_lean():
-    """At most 3,700 aten operations per Synapse training step at batch 2 (the authors' implementation
-    dispatches 3,333)."""
-    shape = (2, *INPUT[1:])
-    ours = sum(count_training_step(lambda: unetrpp_synapse(fused=True), shape).values())
-    cpu_path = count_training_step(lambda: unetrpp_synapse(fused=True), shape, policy="cpu")
+    """At most 3,700 aten operations per Synapse training step at batch 2 on a non-CPU device."""
+    shape = (SYNAPSE.batch, 1, *SYNAPSE.patch)
+    ours = sum(count_training_step(lambda: build_network(SYNAPSE, UNETRPP_FUSED), shape).values())
+    cpu_path = count_training_step(lambda: build_network(SYNAPSE, UNETRPP_FUSED), shape, policy="cpu")
     assert ours <= 3700, ours
     assert sum(cpu_path.values()) > ours  # the counter sees the CPU path's chunk loops when forced

@@ -1,9 +1,9 @@
 """`nnUNetv2_unetrpp_benchmark`: networks of any trainers and plans of one dataset, measured alike.
 
 For every trainer/plans pair (default: stock nnU-Net and UNETR++ from nnUNetPlans), the network
-the trainer builds for the plans: parameters, FLOPs per patch, the training step (forward,
-backward, SGD step at the plan's batch and patch size), nnU-Net's sliding-window inference of a
-case of the dataset's median size, and peak memory; ratios are against the first pair.
+the trainer builds for the plans: parameters, FLOPs per patch, nnU-Net's training step at the
+plan's batch and patch size (`training_step.py`), nnU-Net's sliding-window inference of a case of
+the dataset's median size, and peak memory; ratios are against the first pair.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -77,7 +76,7 @@ def run(dataset: str, configuration: str, networks: Sequence[tuple[str, str]], s
         kwargs = dict(plans=prepared, dataset_json=dataset_json, configuration=configuration, trainer=trainer)
         train = measure(trainer, network_from_plans, kwargs, (config.batch_size, channels, *config.patch_size),
                         dataclasses.replace(settings, mode="train"))
-        entry = {"trainer": trainer, "plans": plans_name, "network": train.name, "patch_size": list(config.patch_size),
+        entry = {"trainer": trainer, "plans": plans_name, "network": train.network, "patch_size": list(config.patch_size),
                  "batch_size": config.batch_size, "parameters": train.parameters,
                  "gflops_per_patch": train.gflops_forward / config.batch_size, "train_step_s": train.train_step_s,
                  "train_peak_memory_mb": train.peak_memory_mb}
@@ -156,12 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     compile_env = os.environ.get("nnUNet_compile", "true").lower() in ("true", "1", "t")
     settings = MeasureSettings("train", args.device, args.repeats, args.threads, amp=cuda and not args.no_amp,
                                compile=cuda and compile_env and not args.no_compile)
-    try:
-        results = run(args.d, args.c, pairs(args.tr, args.p), settings, inference=not args.no_inference,
-                      mirroring=not args.no_mirroring)
-    except RuntimeError as e:  # a measuring child failed (e.g. out of memory): its message, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    results = run(args.d, args.c, pairs(args.tr, args.p), settings, inference=not args.no_inference,
+                  mirroring=not args.no_mirroring)  # a failed measuring child: MeasurementFailed, one line
     print(format_table(results))
     if args.o:
         args.o.write_text(json.dumps(results, indent=2))

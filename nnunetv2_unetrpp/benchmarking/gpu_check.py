@@ -2,15 +2,15 @@
 
     python -m nnunetv2_unetrpp.benchmarking.gpu_check [--device cuda] [-o gpu_check.json] [--quick]
 
-At the Synapse geometry (input 1x64x128x128, 14 classes, batch 2) and for three networks,
-measured interleaved in one process (a slow phase of the machine then hits all alike):
-UNETR++ (fast attention path), UNETR++ on the reference attention path (it computes as the
-authors' code does) and the PlainConvUNet nnU-Net plans for Synapse-like data:
+At the Synapse geometry (input 1x64x128x128, 14 classes, batch 2) and for the three networks of
+`synapse.py`'s registry, measured interleaved in one process (a slow phase of the machine then
+hits all alike): UNETR++ (fast attention path), UNETR++ on the reference attention path (it
+computes as the authors' code does) and the PlainConvUNet nnU-Net plans for Synapse-like data:
 
 1. kernel-level aten operations per training step, counted on the meta device (`op_count.py`);
-2. the training step (forward, backward with deep supervision, SGD with Nesterov momentum and
-   gradient clipping at 12, as nnU-Net trains) in fp32, with AMP (fp16 autocast and a grad
-   scaler on CUDA, bf16 on CPU) and with AMP + torch.compile: median time and peak memory;
+2. nnU-Net's training step (`training_step.py`) in fp32, with AMP (fp16 autocast and a grad
+   scaler) and with AMP + torch.compile on CUDA; fp32 eager and compiled on CPU, where nnU-Net
+   does not autocast: median time and peak memory;
 3. sliding-window prediction of one 128x256x256 volume as nnU-Net predicts (`sliding_window.py`:
    nnU-Net's predictor where installed);
 4. the GPU goals: UNETR++'s step at most 0.5x PlainConvUNet's and at least 1.3x faster
@@ -33,63 +33,33 @@ import statistics
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
-from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
-from nnunetv2_unetrpp.benchmarking.measure import synthetic_loss
+from nnunetv2_unetrpp.benchmarking.network_cost import count_parameters
 from nnunetv2_unetrpp.benchmarking.op_count import count_training_step
 from nnunetv2_unetrpp.benchmarking.sliding_window import predict_volume
-from nnunetv2_unetrpp.benchmarking.synapse import NNUNET_PLAN, PLAN_NETWORKS, UNETRPP_FUSED, UNETRPP_REFERENCE
-from nnunetv2_unetrpp.network_architecture import UNETRPP
+from nnunetv2_unetrpp.benchmarking.synapse import (
+    NETWORKS,
+    NNUNET_PLAN,
+    QUICK,
+    SYNAPSE,
+    UNETRPP_FUSED,
+    UNETRPP_REFERENCE,
+    Geometry,
+    build_network,
+)
+from nnunetv2_unetrpp.benchmarking.training_step import TrainingStep
+from nnunetv2_unetrpp.command_line import UserError, command
 from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
 
-MODES = {"fp32": (False, False), "amp": (True, False), "amp+compile": (True, True)}  # (autocast, compile)
+#: (autocast, compile) of each mode; amp is fp16 autocast with a grad scaler, which nnU-Net uses on CUDA only.
+MODES = {"fp32": (False, False), "compile": (False, True), "amp": (True, False), "amp+compile": (True, True)}
+DEFAULT_MODES = {"cuda": ("fp32", "amp", "amp+compile"), "cpu": ("fp32", "compile")}
 GOALS = {"train_step_vs_nnunet_max": 0.5, "speedup_vs_reference_min": 1.3, "peak_memory_vs_nnunet_max": 1.0}
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """What is measured: patch, batch, sliding-window volume, and the networks by name (each a
-    factory taking `deep_supervision`)."""
-
-    name: str
-    patch: tuple[int, ...]
-    batch: int
-    num_classes: int
-    volume: tuple[int, ...]
-    networks: dict[str, Callable[[bool], nn.Module]]
-
-
-def synapse_geometry() -> Geometry:
-    return Geometry("Synapse", (64, 128, 128), 2, 14, (128, 256, 256), PLAN_NETWORKS)
-
-
-def _tiny_unetrpp(fused: bool, deep_supervision: bool) -> nn.Module:
-    model = UNETRPP(1, 14, (16, 32, 32), stem_stride=(2, 4, 4), feature_size=8, dims=(8, 16, 16, 32),
-                    depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2, proj_sizes=(8, 8, 8, 4), decoder_proj_size=8,
-                    spatial_layout="official", deep_supervision=deep_supervision)
-    model.set_fused_attention(fused)
-    return model
-
-
-def _tiny_plain_conv_unet(deep_supervision: bool) -> nn.Module:
-    return PlainConvUNet(1, 4, (8, 16, 32, 32), nn.Conv3d, [[1, 3, 3]] + [[3, 3, 3]] * 3,
-                         [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]], 2, 14, 2, True, nn.InstanceNorm3d,
-                         {"eps": 1e-5, "affine": True}, None, None, nn.LeakyReLU, {"inplace": True},
-                         deep_supervision=deep_supervision)
-
-
-def quick_geometry() -> Geometry:
-    return Geometry("quick (tiny networks)", (16, 32, 32), 2, 14, (24, 32, 48), {
-        UNETRPP_FUSED: lambda ds: _tiny_unetrpp(True, ds),
-        UNETRPP_REFERENCE: lambda ds: _tiny_unetrpp(False, ds),
-        NNUNET_PLAN: _tiny_plain_conv_unet,
-    })
 
 
 def _sync(device: torch.device) -> None:
@@ -103,29 +73,6 @@ def _state_bytes(network: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-class _Trainee:
-    """One network with nnU-Net's optimizer recipe and a training step in one precision mode."""
-
-    def __init__(self, network: nn.Module, device: torch.device, amp: bool, compile_backend: str | None) -> None:
-        self.network = network.to(device).train()
-        self.run = torch.compile(self.network, backend=compile_backend) if compile_backend else self.network
-        self.optimizer = torch.optim.SGD(self.network.parameters(), lr=1e-2, momentum=0.99, nesterov=True,
-                                         weight_decay=3e-5)
-        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-        self.autocast = torch.autocast(device.type, dtype=dtype) if amp else nullcontext()
-        self.scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
-
-    def step(self, x: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast:
-            loss = synthetic_loss(self.run(x))
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-
-
 def measure_training(geometry: Geometry, device: torch.device, mode: str, repeats: int, rounds: int,
                      compile_backend: str) -> dict[str, dict]:
     """Median training-step time (over rounds of `repeats` steps, networks alternating) and peak
@@ -133,15 +80,16 @@ def measure_training(geometry: Geometry, device: torch.device, mode: str, repeat
     amp, compiled = MODES[mode]
     x = torch.randn(geometry.batch, 1, *geometry.patch, device=device)
     trainees = {}
-    for name, factory in geometry.networks.items():
+    for name in NETWORKS:
         torch.manual_seed(0)
-        trainees[name] = _Trainee(factory(True), device, amp, compile_backend if compiled else None)
+        trainees[name] = TrainingStep(build_network(geometry, name), device, amp,
+                                      compile_backend if compiled else None)
     results = {name: {"rounds_s": []} for name in trainees}
     start = time.perf_counter()
     for name, t in trainees.items():  # warm-up: compilation, cuDNN autotuning, optimizer state
         t0 = time.perf_counter()
         for _ in range(2):
-            t.step(x)
+            t(x)
         _sync(device)
         results[name]["warmup_s"] = time.perf_counter() - t0
     for round_ in range(rounds):
@@ -155,7 +103,7 @@ def measure_training(geometry: Geometry, device: torch.device, mode: str, repeat
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                t.step(x)
+                t(x)
                 _sync(device)
                 times.append(time.perf_counter() - t0)
             results[name]["rounds_s"].append(statistics.median(times))
@@ -176,9 +124,9 @@ def measure_sliding_window(geometry: Geometry, device: torch.device) -> dict[str
     """One sliding-window prediction of a random volume per network (after a warm-up tile)."""
     image = torch.randn(1, *geometry.volume)
     results = {}
-    for name, factory in geometry.networks.items():
+    for name in NETWORKS:
         torch.manual_seed(0)
-        network = factory(False).to(device).eval()
+        network = build_network(geometry, name, deep_supervision=False).to(device).eval()
         tile = torch.randn(1, 1, *geometry.patch, device=device)
         autocast = torch.autocast("cuda") if device.type == "cuda" else nullcontext()
         with torch.inference_mode(), autocast:
@@ -199,6 +147,16 @@ def measure_sliding_window(geometry: Geometry, device: torch.device) -> dict[str
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return results
+
+
+def describe_networks(geometry: Geometry) -> dict[str, dict]:
+    """Class and parameter count of every network, built on the meta device (no memory)."""
+    described = {}
+    for name in NETWORKS:
+        with torch.device("meta"):
+            network = build_network(geometry, name)
+        described[name] = {"class": type(network).__name__, "parameters": count_parameters(network)}
+    return described
 
 
 def goals(training: dict[str, dict]) -> dict[str, dict]:
@@ -242,7 +200,10 @@ def markdown(results: dict) -> str:
     env, geometry = results["environment"], results["geometry"]
     lines = [f"GPU check on {env.get('gpu', env['device'])} (torch {env['torch']}, execution path: "
              f"{env['execution_path']}); {geometry['name']}: patch {'x'.join(map(str, geometry['patch']))}, "
-             f"batch {geometry['batch']}, volume {'x'.join(map(str, geometry['volume']))}", ""]
+             f"batch {geometry['batch']}, volume {'x'.join(map(str, geometry['volume']))}; "
+             f"`{results['command']}`", "", "| network | class | parameters (M) |", "|---|---|---|"]
+    lines += [f"| {name} | {n['class']} | {n['parameters'] / 1e6:.2f} |" for name, n in results["networks"].items()]
+    lines.append("")
     if "op_counts" in results:
         lines += ["| network | aten ops per training step (meta device) |", "|---|---|"]
         lines += [f"| {name} | {n} |" for name, n in results["op_counts"].items()] + [""]
@@ -279,14 +240,16 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+@command
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nnunetv2_unetrpp.benchmarking.gpu_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("-o", "--output", type=Path, default=Path("gpu_check.json"),
                         help="JSON results; the Markdown table goes next to it (.md)")
     parser.add_argument("--quick", action="store_true", help="tiny networks and volume: a smoke test of the script")
-    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    parser.add_argument("--modes", nargs="+", choices=list(MODES),
+                        help="training modes (default on CUDA: fp32 amp amp+compile; on CPU: fp32 compile)")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per round (default 5; quick: 2)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3; quick: 1)")
     parser.add_argument("--compile-backend", default=None,
@@ -297,11 +260,15 @@ def main(argv: list[str] | None = None) -> int:
                              "OpenMP threads waiting on each other: tiny forwards took 30 ms with 1 thread, 1.2 s "
                              "with 2 on 2 shared cores)")
     parser.add_argument("--no-sliding-window", action="store_true")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    modes = args.modes or DEFAULT_MODES["cuda" if device.type == "cuda" else "cpu"]
+    if device.type != "cuda" and any(MODES[m][0] for m in modes):
+        raise UserError(f"modes with amp need CUDA: nnU-Net autocasts on CUDA only, not on {device.type}")
     if args.threads or args.quick:
         torch.set_num_threads(args.threads or 1)
-    geometry = quick_geometry() if args.quick else synapse_geometry()
+    geometry = QUICK if args.quick else SYNAPSE
     repeats = args.repeats or (2 if args.quick else 5)
     rounds = args.rounds or (1 if args.quick else 3)
     backend = args.compile_backend or ("aot_eager" if args.quick and device.type == "cpu" else "inductor")
@@ -309,10 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True  # as nnUNetv2_train sets it
 
     start = time.perf_counter()
-    results: dict = {"environment": _environment(device), "compile_backend": backend, "repeats": repeats,
-                     "rounds": rounds, "geometry": {"name": geometry.name, "patch": geometry.patch,
-                                                    "batch": geometry.batch, "volume": geometry.volume},
-                     "training": {}, "errors": {}}
+    results: dict = {"command": " ".join([parser.prog, *argv]), "environment": _environment(device),
+                     "compile_backend": backend, "repeats": repeats, "rounds": rounds,
+                     "geometry": {"name": geometry.name, "patch": geometry.patch, "batch": geometry.batch,
+                                  "volume": geometry.volume},
+                     "baseline": NNUNET_PLAN, "networks": describe_networks(geometry), "training": {}, "errors": {}}
 
     def save() -> None:
         results["wall_s"] = time.perf_counter() - start
@@ -322,10 +290,11 @@ def main(argv: list[str] | None = None) -> int:
 
     phases: list[tuple[str, Callable[[], None]]] = [
         ("op_counts", lambda: results.__setitem__("op_counts", {
-            name: sum(count_training_step(lambda f=factory: f(True), (geometry.batch, 1, *geometry.patch)).values())
-            for name, factory in geometry.networks.items()})),
+            name: sum(count_training_step(lambda name=name: build_network(geometry, name),
+                                          (geometry.batch, 1, *geometry.patch)).values())
+            for name in NETWORKS})),
     ]
-    for mode in args.modes:
+    for mode in modes:
         phases.append((f"training {mode}", lambda mode=mode: results["training"].__setitem__(
             mode, measure_training(geometry, device, mode, repeats, rounds, backend))))
     if not args.no_sliding_window:
@@ -349,4 +318,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

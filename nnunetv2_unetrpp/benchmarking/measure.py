@@ -4,12 +4,16 @@ peak memory.
 A child per measurement keeps timings independent and makes peak memory observable on CPU,
 where PyTorch keeps no allocator statistics: there we report the growth of the process's peak
 resident set size (ru_maxrss) over its size before the first step. On CUDA we report
-torch.cuda.max_memory_allocated.
+torch.cuda.max_memory_allocated. The parent waits on the child's result and on the child itself,
+so a child that dies without a result (the OOM killer's SIGKILL, a crash) is reported, not waited
+for.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.connection
 import resource
+import signal
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -18,6 +22,8 @@ import torch
 
 from nnunetv2_unetrpp.benchmarking.network_cost import count_parameters, forward_flops, median_seconds
 from nnunetv2_unetrpp.benchmarking.sliding_window import nnunet_predictor
+from nnunetv2_unetrpp.benchmarking.training_step import TrainingStep
+from nnunetv2_unetrpp.command_line import UserError
 
 MODES = ("forward", "train", "sliding_window")
 
@@ -26,9 +32,9 @@ MODES = ("forward", "train", "sliding_window")
 class MeasureSettings:
     """How one network is measured.
 
-    mode: "forward" (no grad), "train" (forward, backward, SGD step) or "sliding_window" (nnU-Net's
-    predictor; needs `predictor`: plans, dataset_json, configuration, image_shape, mirroring).
-    amp: fp16 autocast with a grad scaler (CUDA only); compile: torch.compile the network.
+    mode: "forward" (no grad), "train" (`training_step.TrainingStep`: nnU-Net's step) or "sliding_window"
+    (nnU-Net's predictor; needs `predictor`: plans, dataset_json, configuration, image_shape, mirroring).
+    amp: fp16 autocast, with a grad scaler in training (CUDA only, as nnU-Net); compile: torch.compile.
     flops: count the FLOPs of a forward pass first (one more forward; off where they are not reported).
     """
 
@@ -48,9 +54,14 @@ class MeasureSettings:
             raise ValueError("mode 'sliding_window' needs the predictor settings")
 
 
+class MeasurementFailed(UserError):
+    """A measuring child failed or died (e.g. out of memory); the message names the network."""
+
+
 @dataclass
 class Measurement:
     name: str
+    network: str  # class name of the network measured
     parameters: int
     gflops_forward: float | None  # FlopCounterMode: 2 per multiply-add; None where not counted
     forward_s: float | None = None
@@ -65,12 +76,6 @@ class Measurement:
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def synthetic_loss(output: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-    """Mean square of every (deep-supervision) output: a loss that touches all outputs, in fp32."""
-    outputs = output if isinstance(output, (list, tuple)) else [output]
-    return sum(o.float().square().mean() for o in outputs)
 
 
 def _sliding_window_step(network, predictor_config: dict, device: torch.device):
@@ -90,7 +95,7 @@ def _sliding_window_step(network, predictor_config: dict, device: torch.device):
 
 
 def _child(name: str, factory: Callable[..., torch.nn.Module], kwargs: dict, input_shape: tuple[int, ...],
-           settings: MeasureSettings, queue) -> None:
+           settings: MeasureSettings, connection) -> None:
     try:
         torch.set_num_threads(settings.threads)
         torch.manual_seed(0)
@@ -98,10 +103,9 @@ def _child(name: str, factory: Callable[..., torch.nn.Module], kwargs: dict, inp
         network = factory(**kwargs).to(dev)
         x = torch.randn(input_shape, device=dev)
         gflops = forward_flops(network.eval(), x[:1]) / 1e9 * input_shape[0] if settings.flops else None
-        amp = settings.amp and dev.type == "cuda"
-        autocast = torch.autocast(dev.type, dtype=torch.float16) if amp else nullcontext()
+        autocast = torch.autocast(dev.type, dtype=torch.float16) if settings.amp else nullcontext()
         run_network = torch.compile(network) if settings.compile else network
-        result = Measurement(name, count_parameters(network), gflops)
+        result = Measurement(name, type(network).__name__, count_parameters(network), gflops)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         base_rss = _rss_mb()
@@ -117,37 +121,46 @@ def _child(name: str, factory: Callable[..., torch.nn.Module], kwargs: dict, inp
                     run_network(x)
             result.forward_s = median_seconds(step, settings.repeats, dev)
         else:
-            network.train()
-            optimizer = torch.optim.SGD(network.parameters(), lr=1e-4, momentum=0.99, nesterov=True)
-            scaler = torch.amp.GradScaler(dev.type, enabled=amp)
-
-            def step():
-                optimizer.zero_grad(set_to_none=True)
-                with autocast:
-                    loss = synthetic_loss(run_network(x))
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            result.train_step_s = median_seconds(step, settings.repeats, dev)
+            step = TrainingStep(network, dev, settings.amp, "inductor" if settings.compile else None)
+            result.train_step_s = median_seconds(lambda: step(x), settings.repeats, dev)
         if dev.type == "cuda":
             result.peak_memory_mb = torch.cuda.max_memory_allocated() / 2**20
         else:
             result.peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss
-        queue.put(("ok", result.as_dict()))
+        connection.send(("ok", result.as_dict()))
     except Exception as e:  # reported by the parent with the network's name
-        queue.put(("error", f"{type(e).__name__}: {e}"))
+        connection.send(("error", f"{type(e).__name__}: {e}"))
+
+
+def death(exitcode: int) -> str:
+    """How a child process without a result ended, from its exit code (negative: the signal)."""
+    if exitcode >= 0:
+        return f"exited with status {exitcode} without a result"
+    sig = signal.Signals(-exitcode)
+    return f"killed by signal {-exitcode} ({sig.name})" + (": out of memory?" if sig == signal.SIGKILL else "")
 
 
 def measure(name: str, factory: Callable[..., torch.nn.Module], kwargs: dict, input_shape: tuple[int, ...],
             settings: MeasureSettings) -> Measurement:
     """Build `factory(**kwargs)` in a child process and measure it as `settings` say, on an input
-    of `input_shape`. RuntimeError naming the network if the child fails."""
+    of `input_shape`. MeasurementFailed naming the network if the child fails or dies."""
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(name, factory, kwargs, input_shape, settings, queue))
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(name, factory, kwargs, input_shape, settings, sender))
     proc.start()
-    status, payload = queue.get()
-    proc.join()
+    sender.close()  # the child holds its own end: the pipe reads EOF once the child is gone
+    try:
+        multiprocessing.connection.wait([receiver, proc.sentinel])
+        try:  # EOF, or nothing to read once the sentinel fired (a grandchild may hold the pipe): no result
+            status, payload = receiver.recv() if receiver.poll() else ("died", None)
+        except EOFError:
+            status, payload = "died", None
+        proc.join(timeout=None if status == "died" else 60)
+        if status == "died":
+            payload = death(proc.exitcode)
+    finally:
+        if proc.is_alive():
+            proc.kill()
     if status != "ok":
-        raise RuntimeError(f"measuring {name} ({settings.mode}) failed: {payload}")
+        raise MeasurementFailed(f"measuring {name} ({settings.mode}) failed: {payload}")
     return Measurement(**payload)

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from nnunetv2_unetrpp.benchmarking.measure import synthetic_loss
-from nnunetv2_unetrpp.benchmarking.synapse import INPUT, PLAN_NETWORKS, UNETRPP_FUSED
+from nnunetv2_unetrpp.benchmarking.synapse import NETWORKS, SYNAPSE, UNETRPP_FUSED, build_network
+from nnunetv2_unetrpp.benchmarking.training_step import synthetic_loss
 from nnunetv2_unetrpp.network_architecture.execution import execution_policy
 
 #: aten operations that only create views (or alias metadata): no kernel, no memory traffic.
@@ -59,9 +59,9 @@ def count_training_step(factory: Callable[[], nn.Module], input_shape: tuple[int
 
 def count_all(batch: int = 2, policy: str | None = None) -> dict[str, dict[str, int]]:
     """Training-step operation counts of the Synapse-geometry networks, deep supervision on and off."""
-    shape = (batch, *INPUT[1:])
+    shape = (batch, 1, *SYNAPSE.patch)
     return {name: {f"deep_supervision_{'on' if ds else 'off'}": sum(count_training_step(
-        lambda: factory(ds), shape, policy).values()) for ds in (True, False)} for name, factory in PLAN_NETWORKS.items()}
+        lambda: build_network(SYNAPSE, name, ds), shape, policy).values()) for ds in (True, False)} for name in NETWORKS}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,13 +72,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=0, help="also list the most frequent operations of UNETR++")
     args = parser.parse_args(argv)
     counts = count_all(args.batch, args.policy)
-    print(f"aten operations per training step (forward + backward), input {args.batch}x{'x'.join(map(str, INPUT[1:]))}, "
+    print(f"aten operations per training step (forward + backward), input {args.batch}x1x{'x'.join(map(str, SYNAPSE.patch))}, "
           f"meta device, policy {args.policy or 'by device'}\n")
     print("| network | deep supervision on | deep supervision off |\n|---|---|---|")
     for name, c in counts.items():
         print(f"| {name} | {c['deep_supervision_on']} | {c['deep_supervision_off']} |")
     if args.top:
-        ops = count_training_step(lambda: PLAN_NETWORKS[UNETRPP_FUSED](True), (args.batch, *INPUT[1:]), args.policy)
+        ops = count_training_step(lambda: build_network(SYNAPSE, UNETRPP_FUSED), (args.batch, 1, *SYNAPSE.patch),
+                                  args.policy)
         print("\n" + "\n".join(f"{n:6d} {op}" for op, n in ops.most_common(args.top)))
 
 

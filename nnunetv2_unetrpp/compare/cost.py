@@ -3,10 +3,10 @@
 The network is rebuilt by nnU-Net's own predictor initialisation and the checkpoint's weights are
 loaded strictly, which proves that the measured network is the trained one; counting and timing
 are `benchmarking/network_cost.py`'s (definitions there). Inference time is measured on CUDA when
-available, else on the CPU; epoch time is the mean of the `Epoch time: X s` lines of every
-`training_log_*.txt` of the trained folds, training time their sum.
+available, else on the CPU. Epoch time is the mean duration of the epochs every trained fold's
+checkpoint logged (`training_log.py`: what nnU-Net prints as "Epoch time"), training time their
+sum over the folds.
 """
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -19,16 +19,7 @@ from nnunetv2_unetrpp.benchmarking.network_cost import (
     median_seconds,
     network_from_model_folder,
 )
-
-EPOCH_TIME = re.compile(r"Epoch time: ([0-9]+(?:\.[0-9]*)?) s")
-
-
-def parse_epoch_times(log_files: Sequence[Path]) -> list[float]:
-    """Every epoch duration (seconds) logged by nnU-Net in the given training logs."""
-    times = []
-    for log in log_files:
-        times += [float(m.group(1)) for m in EPOCH_TIME.finditer(Path(log).read_text(errors="replace"))]
-    return times
+from nnunetv2_unetrpp.compare.training_log import load_record
 
 
 def compute_model_cost(model_folder: Path, folds: Sequence[str], repeats: int = 5) -> dict:
@@ -49,7 +40,7 @@ def compute_model_cost(model_folder: Path, folds: Sequence[str], repeats: int = 
     with torch.inference_mode():
         flops = forward_flops(network, patch)
         seconds = median_seconds(lambda: network(patch), repeats, device)
-    epochs = parse_epoch_times([log for f in folds for log in sorted((model_folder / f).glob("training_log_*.txt"))])
+    epochs = np.concatenate([load_record(model_folder / f).epoch_seconds for f in folds])
     return {
         "trainer": parts[0], "plans": parts[1], "configuration": parts[2],
         "fold_used_for_network": folds[0],
@@ -58,7 +49,7 @@ def compute_model_cost(model_folder: Path, folds: Sequence[str], repeats: int = 
         "flops_per_patch": flops,
         "inference_seconds_per_patch": seconds,
         "inference_device": str(device),
-        "epoch_seconds_mean": float(np.mean(epochs)) if epochs else None,
+        "epoch_seconds_mean": float(np.mean(epochs)),
         "epochs_logged": len(epochs),
-        "training_seconds": float(np.sum(epochs)) if epochs else None,
+        "training_seconds": float(np.sum(epochs)),
     }
