@@ -343,6 +343,15 @@ def test_worker_errors_reach_the_main_process():
         run_parallel(parse_method_argument, ["A=x", "bad"], 2, "test")
 
 
+def test_a_dying_worker_is_an_error_not_a_wait():
+    """A worker killed mid-task (here it exits at once, as after SIGKILL from the out-of-memory killer) ends
+    the run with a one-line error; multiprocessing.Pool would wait for its task forever."""
+    import os
+
+    with pytest.raises(CompareError, match="a worker process died"):
+        run_parallel(os._exit, [3, 3], 2, "evaluating")
+
+
 @pytest.mark.parametrize("error", ["malformed argument", "missing case"])
 def test_user_errors_in_a_subprocess(tmp_path, error):
     """The real command: exit code 2, the message, and no traceback."""

@@ -7,7 +7,8 @@ the ignore label are set to background in both masks before any metric, which fo
 nnU-Net's exclusion of those voxels from TP/FP/FN.
 """
 import multiprocessing
-from contextlib import nullcontext
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
@@ -91,9 +92,16 @@ def evaluate_case(task: CaseTask) -> dict[str, dict[str, dict[str, float]]]:
 
 
 def run_parallel(function: Callable[[T], R], tasks: Iterable[T], num_processes: int, description: str) -> list[R]:
-    """``[function(t) for t in tasks]`` on a 'spawn' pool (in-process for one worker), with a progress bar."""
+    """``[function(t) for t in tasks]`` in 'spawn' worker processes (in-process for one worker), with a progress
+    bar. A worker that dies (the out-of-memory killer, a crash) is a CompareError, not a wait: a
+    ProcessPoolExecutor notices dead workers, where multiprocessing.Pool would wait forever for their tasks."""
     tasks = list(tasks)
     workers = min(num_processes, len(tasks))
-    with multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else nullcontext() as pool:
-        results = pool.imap(function, tasks) if pool is not None else map(function, tasks)
-        return list(tqdm(results, total=len(tasks), desc=description, unit="case", leave=False))
+    if workers <= 1:
+        return list(tqdm(map(function, tasks), total=len(tasks), desc=description, unit="case", leave=False))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return list(tqdm(pool.map(function, tasks), total=len(tasks), desc=description, unit="case", leave=False))
+        except BrokenProcessPool:
+            raise CompareError(f"{description}: a worker process died (killed by the out-of-memory killer?); run with "
+                               "fewer processes (-np)") from None

@@ -5,8 +5,10 @@ shows only the lines that tell how far a stage is, so a long CPU run never looks
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import signal
 import shutil
 import subprocess
 import sys
@@ -92,7 +94,11 @@ class Runner:
 
 class _Child:
     """A child process whose output a thread copies into its log, passing progress lines to `show`; `seconds` is
-    its run time once it has ended."""
+    its run time once it has ended.
+
+    The child leads a process group of its own: when it ends, whatever it left behind in that group (nnU-Net's
+    data-augmentation and export workers, orphaned if the child was killed) is ended too. Those processes hold
+    the output pipe, so the copying thread, and the demo, would otherwise wait for them forever."""
 
     def __init__(self, key: str, command: list[str], log_path: Path, env: dict[str, str], cwd: Path,
                  show: Callable[[str], None]):
@@ -103,7 +109,7 @@ class _Child:
         self.log.flush()
         self.started, self.seconds = time.perf_counter(), 0.0
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        errors="replace", env=env, cwd=cwd, bufsize=1)
+                                        errors="replace", env=env, cwd=cwd, bufsize=1, start_new_session=True)
         self.reader = threading.Thread(target=self._copy, args=(show,), daemon=True)
         self.reader.start()
 
@@ -117,13 +123,20 @@ class _Child:
 
     def wait(self) -> int:
         code = self.process.wait()
+        self._end_group(signal.SIGKILL)
         self.reader.join()
         self.log.close()
         return code
 
     def stop(self) -> None:
-        self.process.terminate()
+        self._end_group(signal.SIGTERM)
         self.wait()
+
+    def _end_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):  # the group is already gone
+            pass
 
 
 def _tail(path: Path, lines: int = 40) -> str:
