@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--target_cases", type=int, default=6, help="training cases of the target")
     parser.add_argument("--test_cases", type=int, default=8)
     parser.add_argument("--pretrain_epochs", type=int, default=16)
-    parser.add_argument("--finetune_epochs", type=int, default=4)
+    parser.add_argument("--finetune_epochs", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=25, help="iterations per epoch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each training")
     parser.add_argument("-device", default="cpu")
