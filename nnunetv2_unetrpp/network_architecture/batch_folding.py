@@ -27,7 +27,7 @@ from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
 _NATIVE_KERNEL_MAX_ELEMENTS = 20480
 
 
-def _fold_is_worthwhile(conv: nn.Module, x: torch.Tensor) -> bool:
+def fold_is_worthwhile(conv: nn.Module, x: torch.Tensor) -> bool:
     """True where PyTorch would run its native kernel, oneDNN is faster (more than one input channel:
     with one, oneDNN is slower, docs/BENCHMARKS.md) and the output length along the first axis is even."""
     if not (use_cpu_fast_paths(x) and x.dtype == torch.float32 and x.shape[0] == 1 and x.shape[1] > 1
@@ -57,10 +57,10 @@ def folded_convolution(conv: nn.Module, x: torch.Tensor, weight: torch.Tensor, b
 
 
 class _BatchFoldingConv:
-    """Mixin over nn.Conv2d/3d: folds where `_fold_is_worthwhile`, PyTorch's convolution otherwise."""
+    """Mixin over nn.Conv2d/3d: folds where `fold_is_worthwhile`, PyTorch's convolution otherwise."""
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if _fold_is_worthwhile(self, input):
+        if fold_is_worthwhile(self, input):
             return folded_convolution(self, input, weight, bias)
         return super()._conv_forward(input, weight, bias)
 
