@@ -178,13 +178,13 @@ def test_cpu_fast_paths_benchmark_runs_each_fast_path_against_its_stock_operatio
     path run under the fast policy only, and the stock operations it replaces under the stock one."""
     ran: dict[str, set] = {}
 
-    def spy(owner, name, label, setter=monkeypatch.setattr):
-        original = getattr(owner, name) if setter is monkeypatch.setattr else owner[name]
+    def spy(owner, name, label, item=False):
+        original = owner[name] if item else getattr(owner, name)
 
         def recording(*args, **kwargs):
             ran.setdefault(label, set()).add(execution._forced)
             return original(*args, **kwargs)
-        setter(owner, name, recording)
+        (monkeypatch.setitem if item else monkeypatch.setattr)(owner, name, recording)
 
     fast = {"channels-last norm": (channels_last._InstanceNormFunction, "apply"),
             "matrix-product head": (functional, "_cpu_channel_linear"),
@@ -194,7 +194,7 @@ def test_cpu_fast_paths_benchmark_runs_each_fast_path_against_its_stock_operatio
              "convolution": (nn.Conv3d, "_conv_forward")}
     for label, (owner, name) in {**fast, **stock}.items():
         spy(owner, name, label)
-    spy(functional._CONV, 5, "1x1 convolution", monkeypatch.setitem)
+    spy(functional._CONV, 5, "1x1 convolution", item=True)
 
     results = cpu_fast_paths.run(QUICK, repeats=1)
     for label in fast:
