@@ -40,7 +40,6 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from nnunetv2_unetrpp.benchmarking.gpu_check import format_or_dash
 from nnunetv2_unetrpp.benchmarking.network_cost import alternating_median_seconds
