@@ -191,7 +191,8 @@ def _environment(device: torch.device) -> dict:
     return env
 
 
-def _fmt(value: float | None, spec: str) -> str:
+def format_or_dash(value: float | None, spec: str) -> str:
+    """`value` formatted by `spec`, or "-" where there is none."""
     return "-" if value is None else format(value, spec)
 
 
@@ -215,8 +216,8 @@ def markdown(results: dict) -> str:
             for name in (UNETRPP_FUSED, UNETRPP_REFERENCE, NNUNET_PLAN):
                 m = r[name]
                 mem_ratio = None if m["peak_memory_mb"] is None else m["peak_memory_mb"] / base["peak_memory_mb"]
-                lines.append(f"| {mode} | {name} | {m['train_step_s']:.4f} | {_fmt(m['peak_memory_mb'], '.0f')} | "
-                             f"{m['train_step_s'] / base['train_step_s']:.3f} | {_fmt(mem_ratio, '.3f')} |")
+                lines.append(f"| {mode} | {name} | {m['train_step_s']:.4f} | {format_or_dash(m['peak_memory_mb'], '.0f')} | "
+                             f"{m['train_step_s'] / base['train_step_s']:.3f} | {format_or_dash(mem_ratio, '.3f')} |")
         lines.append("")
     if results.get("goals"):
         lines += ["| mode | UNETR++ step / nnU-Net (goal <= 0.5) | speed-up over reference (goal >= 1.3) | "
@@ -225,13 +226,13 @@ def markdown(results: dict) -> str:
             mark = {True: " (met)", False: " (missed)"}
             lines.append(f"| {mode} | {g['train_step_vs_nnunet']:.3f}{mark[g['train_step_vs_nnunet_met']]} | "
                          f"{g['speedup_vs_reference']:.2f}x{mark[g['speedup_vs_reference_met']]} | "
-                         f"{_fmt(g.get('peak_memory_vs_nnunet'), '.3f')}"
+                         f"{format_or_dash(g.get('peak_memory_vs_nnunet'), '.3f')}"
                          f"{mark.get(g.get('peak_memory_vs_nnunet_met'), '')} |")
         lines.append("")
     if results.get("sliding_window"):
         lines += ["| network | sliding window (s) | peak memory (MB) | predictor |", "|---|---|---|---|"]
         for name, m in results["sliding_window"].items():
-            lines.append(f"| {name} | {m['sliding_window_s']:.2f} | {_fmt(m.get('peak_memory_mb'), '.0f')} | "
+            lines.append(f"| {name} | {m['sliding_window_s']:.2f} | {format_or_dash(m.get('peak_memory_mb'), '.0f')} | "
                          f"{m['predictor']} |")
         lines.append("")
     if results.get("errors"):

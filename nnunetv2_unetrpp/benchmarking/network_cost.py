@@ -36,17 +36,27 @@ def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
 def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device | str = "cpu") -> float:
     """Median wall time of `repeats` calls of `fn` after one warm-up call (oneDNN primitive creation,
     cuDNN autotuning, compilation), synchronising CUDA around each call."""
+    return alternating_median_seconds({"": fn}, repeats, device)[""]
+
+
+def alternating_median_seconds(fns: dict[str, Callable[[], object]], repeats: int,
+                               device: torch.device | str = "cpu") -> dict[str, float]:
+    """Per name, the median wall time of `repeats` calls of `fns[name]`, after one warm-up call of
+    each. The calls alternate (one of each per repetition), so that a slow phase of a shared machine
+    slows all alike; CUDA is synchronised around each call."""
     device = torch.device(device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    for fn in fns.values():
         fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def network_from_model_folder(model_folder: Path, fold: str,

@@ -191,12 +191,7 @@ class EPA(nn.Module):
         # to the much slower generic path. Copying q is one pass.
         # CUDA's flash and memory-efficient kernels require unit-stride last dimensions as well.
         query, key, value = (t.transpose(-2, -1).contiguous() for t in (q, k_projected, v_projected))
-        dropout_p = self.attn_drop if self.training else 0.0
-        if dropout_p > 0 and use_cpu_fast_paths(q):
-            x_spatial = _cpu_attention_with_dropout(query, key, value, dropout_p)
-        else:
-            x_spatial = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, scale=1.0)
-        # x_spatial: (B, h, N, d)
+        x_spatial = spatial_attention(query, key, value, self.attn_drop if self.training else 0.0)  # (B, h, N, d)
         if self.spatial_layout == "official":
             # tokens = reshape of the (B, d, h, N) buffer; its transpose is the channel-major view
             x_spatial = x_spatial.permute(0, 3, 1, 2).reshape(B, N, C).transpose(1, 2)
@@ -213,12 +208,23 @@ class EPA(nn.Module):
         return out.transpose(1, 2)
 
 
+def spatial_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout_p: float) -> torch.Tensor:
+    """softmax(query key^T) value, the attention map dropped out with probability `dropout_p`: one
+    SDPA call, or with dropout on the CPU path (`execution.py`) `_cpu_attention_with_dropout`."""
+    if dropout_p > 0 and use_cpu_fast_paths(query):
+        return _cpu_attention_with_dropout(query, key, value, dropout_p)
+    return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, scale=1.0)
+
+
 def _cpu_attention_with_dropout(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, p: float) -> torch.Tensor:
     """softmax(query key^T) with dropout, times value, in query chunks whose (chunk x p) maps fit
     in a core's L2 cache.
 
-    Written out because PyTorch's CPU SDPA with dropout takes a much slower generic path, and
-    unchunked the (N x p) maps are memory-bound (numbers in docs/BENCHMARKS.md). Autograd still
+    Written out because PyTorch's CPU SDPA with dropout takes a generic path, and unchunked the
+    (N x p) maps are memory-bound. At stage 1 of Synapse, training at batch 2, the call ran 1.8x as
+    fast as SDPA with dropout at 1 torch thread and 0.20x at 2 on a loaded machine
+    (docs/BENCHMARKS.md, section 6: python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths).
+    Autograd still
     keeps one map and one mask per chunk.
     """
     rows = max(1, (1 << 19) // (query.shape[:-2].numel() * key.shape[-2]))  # 2**19 fp32 = 2 MB per map

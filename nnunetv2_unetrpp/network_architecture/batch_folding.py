@@ -3,9 +3,11 @@
 PyTorch picks the kernel of a float32 CPU convolution by a heuristic tuned for 2D images
 (`use_mkldnn` in ATen's ConvUtils.h): a batch of one whose first four sizes (batch, channels and
 the first two spatial axes) multiply to at most 20,480 runs ATen's native im2col kernel instead
-of oneDNN. The convolutions of UNETR++'s transformer stages all fall there at batch 1 (64
-channels at 16^3 tokens, 128 at 8^3, ...), which is how nnU-Net predicts, and there the native
-kernel is 3 to 5 times slower forward and backward (docs/BENCHMARKS.md).
+of oneDNN. The convolutions of UNETR++'s transformer stages from the second on fall there at batch
+1 (64 channels at 16^3 tokens, 128 at 8^3, 256 at 4^3), which is how nnU-Net predicts. Folded,
+they ran 2.8x to 2.9x (64 channels) and 1.4x to 1.6x (128) as fast at 1 torch thread and
+0.94x to 0.98x (256), but 0.31x to 0.76x at 2 threads on a loaded machine
+(docs/BENCHMARKS.md, section 6: python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths).
 
 The convolutions here cut such an input into two halves along its first spatial axis, each with
 the halo its kernel reads, and convolve them as a batch of two, which oneDNN runs. The result is
@@ -27,9 +29,10 @@ from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
 _NATIVE_KERNEL_MAX_ELEMENTS = 20480
 
 
-def _fold_is_worthwhile(conv: nn.Module, x: torch.Tensor) -> bool:
-    """True where PyTorch would run its native kernel, oneDNN is faster (more than one input channel:
-    with one, oneDNN is slower, docs/BENCHMARKS.md) and the output length along the first axis is even."""
+def fold_is_worthwhile(conv: nn.Module, x: torch.Tensor) -> bool:
+    """True where PyTorch would run its native kernel, the input has more than one channel (the stages
+    have 32 and more; a one-channel input is left to PyTorch) and the output length along the first
+    axis is even."""
     if not (use_cpu_fast_paths(x) and x.dtype == torch.float32 and x.shape[0] == 1 and x.shape[1] > 1
             and conv.groups == 1
             and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
@@ -57,10 +60,10 @@ def folded_convolution(conv: nn.Module, x: torch.Tensor, weight: torch.Tensor, b
 
 
 class _BatchFoldingConv:
-    """Mixin over nn.Conv2d/3d: folds where `_fold_is_worthwhile`, PyTorch's convolution otherwise."""
+    """Mixin over nn.Conv2d/3d: folds where `fold_is_worthwhile`, PyTorch's convolution otherwise."""
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if _fold_is_worthwhile(self, input):
+        if fold_is_worthwhile(self, input):
             return folded_convolution(self, input, weight, bias)
         return super()._conv_forward(input, weight, bias)
 
