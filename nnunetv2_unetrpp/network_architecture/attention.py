@@ -220,12 +220,10 @@ def _cpu_attention_with_dropout(query: torch.Tensor, key: torch.Tensor, value: t
     """softmax(query key^T) with dropout, times value, in query chunks whose (chunk x p) maps fit
     in a core's L2 cache.
 
-    Written out because PyTorch's CPU SDPA with dropout takes a generic path, and unchunked the
-    (N x p) maps are memory-bound. At stage 1 of Synapse, training at batch 2, the call ran 1.8x as
-    fast as SDPA with dropout at 1 torch thread and 0.20x at 2 on a loaded machine
-    (docs/BENCHMARKS.md, section 6: python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths).
-    Autograd still
-    keeps one map and one mask per chunk.
+    Written out because PyTorch's CPU SDPA with dropout takes a generic path, and unchunked the (N x p)
+    maps are memory-bound. At stage 1 of Synapse, training at batch 2, the call ran 2.0x as fast as SDPA
+    with dropout on 2 quiet cores (docs/BENCHMARKS.md, section 6: python -m
+    nnunetv2_unetrpp.benchmarking.cpu_fast_paths). Autograd still keeps one map and one mask per chunk.
     """
     rows = max(1, (1 << 19) // (query.shape[:-2].numel() * key.shape[-2]))  # 2**19 fp32 = 2 MB per map
     key_t, value = key.transpose(-2, -1), value / (1 - p)

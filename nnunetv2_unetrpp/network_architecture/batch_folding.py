@@ -1,13 +1,12 @@
 """Convolutions of a batch of one folded into a batch of two, a CPU fast path.
 
-PyTorch picks the kernel of a float32 CPU convolution by a heuristic tuned for 2D images
-(`use_mkldnn` in ATen's ConvUtils.h): a batch of one whose first four sizes (batch, channels and
-the first two spatial axes) multiply to at most 20,480 runs ATen's native im2col kernel instead
-of oneDNN. The convolutions of UNETR++'s transformer stages from the second on fall there at batch
-1 (64 channels at 16^3 tokens, 128 at 8^3, 256 at 4^3), which is how nnU-Net predicts. Folded,
-they ran 2.8x to 2.9x (64 channels) and 1.4x to 1.6x (128) as fast at 1 torch thread and
-0.94x to 0.98x (256), but 0.31x to 0.76x at 2 threads on a loaded machine
-(docs/BENCHMARKS.md, section 6: python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths).
+PyTorch picks the kernel of a float32 CPU convolution by a heuristic tuned for 2D images (`use_mkldnn` in
+ATen's ConvUtils.h): a batch of one whose first four sizes (batch, channels and the first two spatial
+axes) multiply to at most 20,480 runs ATen's native im2col kernel instead of oneDNN. The convolutions of
+UNETR++'s transformer stages from the second on fall there at batch 1 (64 channels at 16^3 tokens, 128 at
+8^3, 256 at 4^3), which is how nnU-Net predicts. Folded, they ran 2.7x to 2.9x (64 channels) and 1.6x to
+1.7x (128) as fast on 2 quiet cores, and even (0.94x to 1.03x) at 256 channels (docs/BENCHMARKS.md,
+section 6: python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths).
 
 The convolutions here cut such an input into two halves along its first spatial axis, each with
 the halo its kernel reads, and convolve them as a batch of two, which oneDNN runs. The result is

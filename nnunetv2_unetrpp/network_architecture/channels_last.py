@@ -1,12 +1,12 @@
 """Channels-last execution of the full-resolution branch, a CPU fast path.
 
 On CPU, oneDNN takes channels-last tensors without reordering them on every call, as it does
-channel-first ones. The whole block, channels-last, against the stock channel-first one: 1.3x to
-1.8x faster at 1 torch thread, 0.13x to 0.62x at 2 on a loaded machine (docs/BENCHMARKS.md,
-section 6: python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths). PyTorch's instance norm,
-however, always returns a channel-first tensor,
-which would undo the layout after every conv; the instance norms here are drop-in subclasses
-whose output is channels-last. On other devices (`execution.py`) they are PyTorch's instance norms.
+channel-first ones. The whole block, channels-last, against the stock channel-first one at 16 channels and
+64x128x128: 1.3x as fast forward and 1.7x to 1.8x forward + backward on 2 quiet cores
+(docs/BENCHMARKS.md, section 6: python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths). PyTorch's
+instance norm, however, always returns a channel-first tensor, which would undo the layout after every
+conv; the instance norms here are drop-in subclasses whose output is channels-last. On other devices
+(`execution.py`) they are PyTorch's instance norms.
 """
 from __future__ import annotations
 
@@ -40,12 +40,11 @@ _CHUNK = 8192  # tokens centred at a time: 512 KB of 16 float32 channels, which 
 class _InstanceNormFunction(torch.autograd.Function):
     """Instance norm of a channels-last tensor, with accurate statistics, returned channels-last.
 
-    Per sample, instance norm is batch norm with batch size one, but PyTorch's channels-last
-    batch-norm kernel accumulates in float32: on a full-resolution tensor (16 x 64x128x128) its
-    output is 4.5e-4 to 1.5e-3 off a float64 reference, against 4e-7 to 7e-7 for PyTorch's
-    channel-first kernel and for this one (docs/BENCHMARKS.md, section 6:
-    python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths). Here mean and
-    variance come from cascade sums over cache-sized chunks of centred tokens, accumulated in
+    Per sample, instance norm is batch norm with batch size one, but PyTorch's channels-last batch-norm
+    kernel accumulates in float32: on a full-resolution tensor (16 x 64x128x128) its output is about 5e-4
+    off a float64 reference, against 4e-7 to 7e-7 for PyTorch's channel-first kernel and for this one
+    (docs/BENCHMARKS.md, section 6: python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths). Here mean
+    and variance come from cascade sums over cache-sized chunks of centred tokens, accumulated in
     float64; the gradient is PyTorch's batch-norm backward given these statistics.
     """
 

@@ -2,16 +2,15 @@
 operations everywhere else.
 
 The CPU fast paths (channels-last full-resolution branch with its own instance norm, per-sample
-`torch.mm` 1x1 maps, chunked attention dropout, batch-1 convolutions folded into a batch of two)
-are timed against the stock operations in one process by the benchmark of
-docs/BENCHMARKS.md, section 6 (python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths). On the
-shared 2-core development machine they were mostly faster at 1 torch thread (up to 4.3x) and
-mostly slower at 2 (down to 0.13x), where their many small operations wait on busy cores. On a
-GPU each of their small operations is one more kernel launch, and torch.compile has to unroll
-their Python loops; cuDNN, cuBLAS and
-SDPA do best with the channel-first layout, one convolution per 1x1 map and SDPA's own dropout, as
-stock nnU-Net uses them. The decision is `x.device.type == "cpu"` rather than `not x.is_cuda`, so
-that the meta device (which dispatches what any non-CPU device would) takes the non-CPU path.
+`torch.mm` 1x1 maps, chunked attention dropout, batch-1 convolutions folded into a batch of two) are
+timed against the stock operations in one process (docs/BENCHMARKS.md, section 6: python -m
+nnunetv2_unetrpp.benchmarking.cpu_fast_paths): on 2 quiet CPU cores they are 1.2x to 3.3x as fast where
+the network uses them (one case even); on busy cores their many small operations wait for the OpenMP
+threads and lose. On a GPU each of their small operations is one more kernel launch, and torch.compile
+has to unroll their Python loops; cuDNN, cuBLAS and SDPA do best with the channel-first layout, one
+convolution per 1x1 map and SDPA's own dropout, as stock nnU-Net uses them. The decision is
+`x.device.type == "cpu"` rather than `not x.is_cuda`, so that the meta device (which dispatches what any
+non-CPU device would) takes the non-CPU path.
 
 Tests and benchmarks can force either path on any device with `execution_policy`; both paths
 compute the same function with the same state_dict.

@@ -26,11 +26,9 @@ def _cpu_channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     """`channel_linear` as matrix products: per-sample `torch.mm` for a channels-last input, one
     `bmm` otherwise. A channels-last input is a batch of column-major (C, N) matrices, which
     `torch.mm` multiplies without a copy and whose gradient it returns column-major again, i.e.
-    channels-last like the input. For the full-resolution head, against the 1x1 convolution on a
-    loaded 2-core machine: 1.0x to 2.9x as fast as the stock channel-first path at batch 1, 0.60x to
-    1.1x at batch 2, and against the convolution of the same channels-last input 0.34x to 4.3x,
-    depending on threads and batch (docs/BENCHMARKS.md, section 6:
-    python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths)."""
+    channels-last like the input. For the full-resolution head as the network feeds it, on 2 quiet
+    cores: 2.8x to 3.3x as fast as the stock 1x1 convolution at batch 1 and 1.2x at batch 2
+    (docs/BENCHMARKS.md, section 6: python -m nnunetv2_unetrpp.benchmarking.cpu_fast_paths)."""
     B, _, *spatial = x.shape
     w = weight.reshape(weight.shape[0], -1).to(x.dtype)
     b = None if bias is None else bias.to(x.dtype)[:, None]
