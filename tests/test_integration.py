@@ -135,12 +135,12 @@ def test_resume_continues_from_the_latest_checkpoint(trained):
 def test_val_reruns_the_validation_of_a_trained_fold(trained):
     root, env = trained
     validation = model_folder(root, "nnUNetTrainerUNETRPP_smoke", "3d_fullres") / "fold_0" / "validation"
-    cases = sorted(p.name for p in validation.glob("*.nii.gz"))
+    before = sorted(p.name for p in validation.iterdir())  # predictions, their --npz probabilities, summary
     for file in validation.iterdir():
         file.unlink()
-    result = train(env, "3d_fullres", "nnUNetTrainerUNETRPP_smoke", "--val")
+    result = train(env, "3d_fullres", "nnUNetTrainerUNETRPP_smoke", "--val", "--npz")
     assert "Epoch " not in result.stdout  # no training, only the validation
-    assert cases and sorted(p.name for p in validation.glob("*.nii.gz")) == cases
+    assert any(name.endswith(".npz") for name in before) and sorted(p.name for p in validation.iterdir()) == before
     assert set(json.loads((validation / "summary.json").read_text())["mean"]) == {"1", "2"}
 
 
