@@ -1,8 +1,8 @@
 """The real nnUNetv2_* commands on a tiny generated dataset (2 channels, anisotropic spacing,
 non-trivial origin and direction): plan, preprocess, train (3d_fullres and 2d), resume, --val,
 predict, evaluate, ensemble with stock nnU-Net, find_best_configuration, a learning run, and
-pre-trained weights: nnU-Net's moved-plans workflow (dataset 503) and nnUNetv2_unetrpp_transfer_weights
-into another plan (dataset 502)."""
+pre-trained weights into dataset 502: nnU-Net's moved-plans workflow and nnUNetv2_unetrpp_transfer_weights
+into 502's own plan."""
 from __future__ import annotations
 
 import json
@@ -48,8 +48,11 @@ TEST_TRAINERS = textwrap.dedent('''
 
 
     class nnUNetTrainerUNETRPP_toyfinetune(nnUNetTrainerUNETRPP):
-        """One epoch of two iterations: enough to load pre-trained weights and train on them."""
+        """One epoch of two iterations, no final validation: enough to load pre-trained weights and train on them."""
         num_epochs, num_iterations_per_epoch, num_val_iterations_per_epoch = 1, 2, 1
+
+        def perform_actual_validation(self, save_probabilities: bool = False):
+            pass
 
 
     class nnUNetTrainerUNETRPP_SynapseArch_toyfinetune(nnUNetTrainerUNETRPP_toyfinetune):
@@ -144,14 +147,12 @@ def test_val_reruns_the_validation_of_a_trained_fold(trained):
     assert set(json.loads((validation / "summary.json").read_text())["mean"]) == {"1", "2"}
 
 
-def test_pretrained_weights_through_moved_plans(trained):
-    """nnU-Net's pre-training workflow: the source dataset's plans moved to the target, which is preprocessed
-    with them and trained from the source's weights; all but the segmentation heads are loaded."""
+def test_pretrained_weights_through_moved_plans(trained, target_dataset):
+    """nnU-Net's pre-training workflow: the source dataset's plans moved to the target (502, already
+    fingerprinted), which is preprocessed with them and trained from the source's weights; all but the
+    segmentation heads are loaded."""
     root, env = trained
-    target, plans = 503, "nnUNetPlans_from501"
-    make_toy_dataset(root / "raw", target, seed=1)
-    # the target's fingerprint and dataset.json, as nnU-Net's pre-training guide starts
-    run(["nnUNetv2_plan_and_preprocess", "-d", str(target), "--no_pp", "-npfp", "1"], env)
+    target, plans = TARGET, "nnUNetPlans_from501"
     run(["nnUNetv2_move_plans_between_datasets", "-s", str(DATASET), "-t", str(target), "-sp", "nnUNetPlans",
          "-tp", plans], env)
     run(["nnUNetv2_preprocess", "-d", str(target), "-plans_name", plans, "-c", "3d_fullres", "-np", "1"], env)
@@ -159,7 +160,7 @@ def test_pretrained_weights_through_moved_plans(trained):
     result = run(["nnUNetv2_train", str(target), "3d_fullres", "0", "-tr", "nnUNetTrainerUNETRPP_frozen", "-p", plans,
                   "-device", "cpu", "-pretrained_weights", str(source)], env)
     assert f"Loading pretrained weights from file  {source}" in result.stdout
-    loaded = torch.load(root / "results" / "Dataset503_Toy" / f"nnUNetTrainerUNETRPP_frozen__{plans}__3d_fullres"
+    loaded = torch.load(root / "results" / TARGET_NAME / f"nnUNetTrainerUNETRPP_frozen__{plans}__3d_fullres"
                         / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
     pretrained = torch.load(source, map_location="cpu", weights_only=False)["network_weights"]
     assert loaded.keys() == pretrained.keys()
