@@ -209,7 +209,7 @@ def _check_btcv_case(image: Path, label: Path) -> None:
     if size_i != size_l or not np.allclose(spacing_i, spacing_l, rtol=1e-3):
         raise UserError(f"{label.name} does not match {image.name}: size {size_l} vs {size_i}, spacing "
                         f"{spacing_l} vs {spacing_i}")
-    values = set(np.unique(sitk.GetArrayViewFromImage(sitk.ReadImage(str(label)))).tolist())
+    values = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(label)))).tolist())
     unknown = sorted(values - set(BTCV_LABELS.values()))
     if unknown:
         raise UserError(f"{label} holds values {unknown} that are not BTCV organ labels 0-13")
@@ -254,13 +254,27 @@ def convert_synapse(download: Path, dataset_id: int) -> Path:
     return target
 
 
+def _convert_acdc(download: Path, dataset_id: int) -> None:
+    """nnU-Net's ``Dataset027_ACDC.convert_acdc``, step by step: its ``make_out_dirs`` fails in nnunetv2 2.8.1
+    (it calls ``str.replace`` on the lazy ``nnunetv2.paths.nnUNet_raw``), so the folders are made here and
+    nnU-Net's ``copy_files`` and ``generate_dataset_json`` do the rest, with convert_acdc's channel and labels."""
+    from nnunetv2.dataset_conversion.Dataset027_ACDC import copy_files
+    from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+
+    out = _env_folder("nnUNet_raw") / f"Dataset{dataset_id:03d}_ACDC"
+    folders = [out / sub for sub in ("imagesTr", "labelsTr", "imagesTs")]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    num_training_cases = copy_files(download, *folders)
+    generate_dataset_json(str(out), channel_names={0: "cineMRI"}, labels={"background": 0, "RV": 1, "MLV": 2, "LVC": 3},
+                          file_ending=".nii.gz", num_training_cases=num_training_cases)
+
+
 def _convert_with_nnunet(benchmark: str, download: Path, dataset_id: int, num_processes: int) -> None:
     if benchmark == "acdc":
-        from nnunetv2.dataset_conversion.Dataset027_ACDC import convert_acdc
-
         if not ((download / "training").is_dir() and (download / "testing").is_dir()):
             raise UserError(f"{download} is not the ACDC download: expected its 'training' and 'testing' folders")
-        convert_acdc(str(download), dataset_id)
+        _convert_acdc(download, dataset_id)
         return
     from nnunetv2.dataset_conversion.convert_MSD_dataset import convert_msd_dataset
 
