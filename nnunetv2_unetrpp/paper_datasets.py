@@ -31,7 +31,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from nnunetv2_unetrpp.command_line import UserError, command
 
@@ -325,25 +325,13 @@ def run(benchmark: str, argv: Optional[Sequence[str]] = None) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
-@command
-def main_synapse(argv: Optional[Sequence[str]] = None) -> None:
-    """``nnUNetv2_unetrpp_convert_synapse``."""
-    run("synapse", argv)
+def _command(benchmark: str) -> Callable[[Optional[Sequence[str]]], int]:
+    @command
+    def main(argv: Optional[Sequence[str]] = None) -> None:
+        run(benchmark, argv)
+
+    main.__doc__ = f"``nnUNetv2_unetrpp_convert_{benchmark}``."
+    return main
 
 
-@command
-def main_acdc(argv: Optional[Sequence[str]] = None) -> None:
-    """``nnUNetv2_unetrpp_convert_acdc``."""
-    run("acdc", argv)
-
-
-@command
-def main_lung(argv: Optional[Sequence[str]] = None) -> None:
-    """``nnUNetv2_unetrpp_convert_lung``."""
-    run("lung", argv)
-
-
-@command
-def main_brats(argv: Optional[Sequence[str]] = None) -> None:
-    """``nnUNetv2_unetrpp_convert_brats``."""
-    run("brats", argv)
+main_synapse, main_acdc, main_lung, main_brats = map(_command, ("synapse", "acdc", "lung", "brats"))
