@@ -93,6 +93,8 @@ def test_cli_synapse_protocol_scores_8_organs_and_prints_the_paper(tmp_path, cap
     pred = ref.copy()
     pred[pred == 4] = 0  # gallbladder missed: one empty mask
     pred[1:6, 11:13, 5] = 1  # two stray spleen rows (11, 12); the spleen is rows 2..9
+    pred[pred == 7] = 0
+    pred[1:6, 11:13, 11] = 7  # stomach beside the reference's: Dice 0, but no empty mask
     for case in ("img0001", "img0002"):
         write_seg(ref_dir / f"{case}.nii.gz", ref, SPACING)
         write_seg(pred_dir / f"{case}.nii.gz", pred, SPACING)
@@ -108,9 +110,10 @@ def test_cli_synapse_protocol_scores_8_organs_and_prints_the_paper(tmp_path, cap
         np.percentile(np.concatenate(directed_distances(spleen_pred, spleen_ref, SPACING)), 95))
     assert per_case["1"]["dice"] == pytest.approx(2 * 40 / (40 + 50))
     assert (per_case["4"]["dice"], per_case["4"]["hd95_paper_vox"]) == (0.0, 0.0)
+    assert per_case["7"]["dice"] == 0.0 and per_case["7"]["hd95_paper_vox"] > 0
     assert per_case["6"] == {**per_case["6"], "dice": 1.0, "hd95_paper_vox": 0.0, "hd95_paper_mm": 0.0}
     mean = summary["methods"]["UNETRPP"]["mean"]
-    assert mean["dice"] == pytest.approx((2 * 40 / 90 + 0 + 6) / 8)
+    assert mean["dice"] == pytest.approx((2 * 40 / 90 + 0 + 0 + 5) / 8)
     out = capsys.readouterr().out
     md = (tmp_path / "out" / "summary.md").read_text()
     paper_row = "| UNETR++ (paper) | 95.77 | 87.18 | 87.54 | 71.25 | 96.42 | 86.01 | 92.52 | 81.10 | 7.53 | - | 87.22 |"
