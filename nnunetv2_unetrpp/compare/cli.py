@@ -154,7 +154,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.protocol is not None:
         from nnunetv2_unetrpp.compare.report import protocol_table
 
-        print("\n".join(protocol_table(json.loads(written[0].read_text()))))
+        summary = next(p for p in written if p.name == "summary.json")
+        print("\n".join(protocol_table(json.loads(summary.read_text()))))
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     print("\n".join(f"wrote {p}" for p in written))
