@@ -2,6 +2,7 @@
 published numbers, against hand-computed values on anisotropic fixtures with empty masks."""
 import json
 from math import sqrt
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,20 @@ def test_paper_hd95_matches_pooled_brute_force(seed):
         d_pr, d_rp = directed_distances(pred, ref, spacing)
         assert paper_hd95(ref, pred, spacing) == pytest.approx(np.percentile(np.concatenate([d_pr, d_rp]), 95),
                                                                rel=1e-5)
+
+
+def test_paper_hd95_matches_medpy():
+    """medpy's own hd95 values (tests/data/make_medpy_hd95_reference.py), in voxels and with anisotropic spacing;
+    MONAI's HD95 (hd95_vox, hd95_mm) differs on every pair."""
+    reference = json.loads((Path(__file__).parent / "data" / "medpy_hd95_reference.json").read_text())
+    for pair in reference["pairs"]:
+        ref, pred = (np.zeros(pair["shape"], bool) for _ in range(2))
+        ref[tuple(np.array(pair["ref"]).T)] = True
+        pred[tuple(np.array(pair["pred"]).T)] = True
+        m = mask_metrics(ref, pred, reference["spacing"], 1.0, paper_rules=True)
+        assert m["hd95_paper_vox"] == pytest.approx(pair["hd95_vox"], rel=1e-6)
+        assert m["hd95_paper_mm"] == pytest.approx(pair["hd95_mm"], rel=1e-6)
+        assert m["hd95_vox"] > pair["hd95_vox"] * 1.002 and m["hd95_mm"] > pair["hd95_mm"] * 1.002
 
 
 def test_empty_masks_follow_the_authors_rules():
