@@ -28,6 +28,10 @@ setup(
             "nnUNetv2_unetrpp_compare=nnunetv2_unetrpp.compare.cli:main",
             "nnUNetv2_unetrpp_demo=nnunetv2_unetrpp.demo.cli:main",
             "nnUNetv2_unetrpp_benchmark=nnunetv2_unetrpp.benchmarking.cli:main",
+            "nnUNetv2_unetrpp_convert_synapse=nnunetv2_unetrpp.paper_datasets:main_synapse",
+            "nnUNetv2_unetrpp_convert_acdc=nnunetv2_unetrpp.paper_datasets:main_acdc",
+            "nnUNetv2_unetrpp_convert_lung=nnunetv2_unetrpp.paper_datasets:main_lung",
+            "nnUNetv2_unetrpp_convert_brats=nnunetv2_unetrpp.paper_datasets:main_brats",
         ],
     },
 )

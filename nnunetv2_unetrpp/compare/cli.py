@@ -4,6 +4,7 @@ User errors raise ``CompareError``; ``main`` prints ``error: <message>`` to stde
 traceback. Run as ``python -m nnunetv2_unetrpp.compare.cli`` or through the console script.
 """
 import argparse
+import json
 import math
 import os
 import sys
@@ -16,6 +17,7 @@ from nnunetv2_unetrpp.compare.inputs import (attach_model_folders, check_output_
                                              file_ending_from_dataset_json, image_files, list_cases, load_method,
                                              reader_class, select_cases)
 from nnunetv2_unetrpp.compare.labels import labels_from_dataset_json, labels_from_values
+from nnunetv2_unetrpp.compare.protocols import PROTOCOLS
 
 #: Where summary.json's numbers are defined: written once, in the metrics and cost modules' docstrings.
 METRIC_DEFINITIONS = "nnunetv2_unetrpp/compare/metrics.py (module docstring); see also docs/COMPARE.md"
@@ -47,6 +49,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--allow_extra", action="store_true",
                    help="skip prediction cases that have no reference (with a warning) instead of failing")
     p.add_argument("--no_cost", action="store_true", help="do not compute model cost for model folders")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS),
+                   help="also score as the UNETR++ paper did: its structures (synapse: 8 of the 13 organs; brats: "
+                        "WT, TC, ET), its HD95 (medpy's, 0 when a mask is empty; in voxels and in mm) and its "
+                        "published numbers beside yours (docs/COMPARE.md)")
     return p.parse_args(argv)
 
 
@@ -62,6 +68,7 @@ def _settings(args: argparse.Namespace, file_ending: str, reader: type, ignore_l
         "cost_definitions": COST_DEFINITIONS,
         "case_selection": "first method's cases (--subset)" if args.subset else "all reference cases",
         "allow_extra": args.allow_extra,
+        "protocol": args.protocol,
     }
 
 
@@ -78,6 +85,8 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
         file_ending = file_ending_from_dataset_json(args.dataset_json)
     else:
         labels, file_ending = None, detect_file_ending(args.ref)
+    if args.protocol is not None:
+        labels = PROTOCOLS[args.protocol].labels
     reader = reader_class(file_ending, args.dataset_json)
     references = list_cases(args.ref, file_ending)
     methods = [load_method(a, file_ending) for a in args.pred]
@@ -106,7 +115,7 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
         found = run_parallel(unique_values, [(str(references[c]), reader) for c in cases], args.np, "scanning labels")
         labels = labels_from_values(set().union(*found))
     tasks = [CaseTask(str(references[c]), tuple((m.name, str(m.files[c])) for m in methods), reader, labels,
-                      args.nsd_tolerance_mm) for c in cases]
+                      args.nsd_tolerance_mm, args.protocol is not None) for c in cases]
     results = run_parallel(evaluate_case, tasks, args.np, "evaluating")
 
     info = {m.name: {"input": str(m.argument), "prediction_folders": [str(f) for f in m.prediction_folders],
@@ -140,7 +149,13 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
 @command
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (2 for user errors)."""
-    written, warnings = run(parse_args(argv))
+    args = parse_args(argv)
+    written, warnings = run(args)
+    if args.protocol is not None:
+        from nnunetv2_unetrpp.compare.report import protocol_table
+
+        summary = next(p for p in written if p.name == "summary.json")
+        print("\n".join(protocol_table(json.loads(summary.read_text()))))
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     print("\n".join(f"wrote {p}" for p in written))

@@ -33,6 +33,7 @@ class CaseTask:
     reader: type[BaseReaderWriter]
     labels: LabelSpec
     nsd_tolerance_mm: float
+    paper_rules: bool = False  # add the UNETR++ paper's HD95 (--protocol)
 
 
 def read_segmentation(file: str, reader: type[BaseReaderWriter]) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -87,7 +88,8 @@ def evaluate_case(task: CaseTask) -> dict[str, dict[str, dict[str, float]]]:
             if ignore is not None:
                 ref_mask &= ~ignore
                 pred_mask &= ~ignore
-            result[method][target.key] = mask_metrics(ref_mask, pred_mask, spacing_eval, task.nsd_tolerance_mm)
+            result[method][target.key] = mask_metrics(ref_mask, pred_mask, spacing_eval, task.nsd_tolerance_mm,
+                                                         task.paper_rules)
     return result
 
 

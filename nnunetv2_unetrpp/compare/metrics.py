@@ -18,6 +18,11 @@ Empty masks are decided here, before MONAI is called, so every value is finite a
 * both empty: Dice 1, HD95 0, NSD 1 (the prediction is perfect);
 * exactly one empty: Dice 0, NSD 0, HD95 = the image diagonal (sqrt(sum((size_i * spacing_i)^2)),
   in mm for ``hd95_mm`` and with spacing 1 for ``hd95_vox``), the largest distance the image allows.
+
+With ``paper_rules`` (``--protocol``) two more: ``hd95_paper_vox`` and ``hd95_paper_mm``, the HD95 of the UNETR++
+authors' evaluation scripts (medpy's ``hd95``, there without spacing, so in voxels): the 95th percentile (numpy,
+linear interpolation) of the directed distances of BOTH directions pooled, and 0 when either mask is empty. Their
+Dice equals ``dice`` above in every case (1 when both masks are empty).
 """
 import warnings
 from typing import Sequence
@@ -25,9 +30,12 @@ from typing import Sequence
 import numpy as np
 import torch
 from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+from monai.metrics.utils import get_edge_surface_distance
 
 METRICS = ("dice", "hd95_mm", "hd95_vox", "nsd")
-HIGHER_IS_BETTER = {"dice": True, "hd95_mm": False, "hd95_vox": False, "nsd": True}
+PAPER_METRICS = ("hd95_paper_vox", "hd95_paper_mm")
+HIGHER_IS_BETTER = {"dice": True, "hd95_mm": False, "hd95_vox": False, "nsd": True, "hd95_paper_vox": False,
+                    "hd95_paper_mm": False}
 
 
 def image_diagonal(shape: Sequence[int], spacing: Sequence[float]) -> float:
@@ -67,9 +75,36 @@ def _nsd(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float], tolerance_
     return float(nsd[0, 0])
 
 
-def mask_metrics(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float],
-                 nsd_tolerance_mm: float) -> dict[str, float]:
-    """All metrics of one reference/prediction mask pair of the same shape; ``spacing`` in mm per axis."""
+def paper_hd95(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float]) -> float:
+    """HD95 as the UNETR++ authors computed it (medpy's ``hd95``; 0 when either mask is empty).
+
+    MONAI gives the distances: the same surfaces (scipy's cross-shaped erosion) and the same Euclidean distances to
+    the other surface as medpy. Only the pooling differs from MONAI's HD95 (the larger of the two directed
+    percentiles), so the percentile of both directions together is taken here.
+    """
+    if not ref.any() or not pred.any():
+        return 0.0
+    ref, pred = _crop_to_union(ref, pred)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        _, distances, _ = get_edge_surface_distance(_monai_input(pred)[0, 0], _monai_input(ref)[0, 0],
+                                                    spacing=[float(s) for s in spacing], symmetric=True)
+    return float(np.percentile(np.concatenate([np.asarray(d, dtype=np.float64) for d in distances]), 95))
+
+
+def mask_metrics(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float], nsd_tolerance_mm: float,
+                 paper_rules: bool = False) -> dict[str, float]:
+    """All metrics of one reference/prediction mask pair of the same shape; ``spacing`` in mm per axis.
+    ``paper_rules`` adds the HD95 of the UNETR++ paper's evaluation (``PAPER_METRICS``)."""
+    result = _standard_metrics(ref, pred, spacing, nsd_tolerance_mm)
+    if paper_rules:
+        result["hd95_paper_vox"] = paper_hd95(ref, pred, [1.0] * ref.ndim)
+        result["hd95_paper_mm"] = paper_hd95(ref, pred, spacing)
+    return result
+
+
+def _standard_metrics(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float],
+                      nsd_tolerance_mm: float) -> dict[str, float]:
     if ref.shape != pred.shape or len(spacing) != ref.ndim:
         raise ValueError(f"shape {ref.shape} / {pred.shape} and spacing {tuple(spacing)} disagree")
     n_ref, n_pred = int(ref.sum()), int(pred.sum())

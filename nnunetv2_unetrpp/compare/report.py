@@ -6,12 +6,14 @@ from typing import Optional
 import numpy as np
 
 from nnunetv2_unetrpp.compare.labels import LabelSpec
-from nnunetv2_unetrpp.compare.metrics import HIGHER_IS_BETTER, METRICS
+from nnunetv2_unetrpp.compare.metrics import HIGHER_IS_BETTER, METRICS, PAPER_METRICS
+from nnunetv2_unetrpp.compare.protocols import PROTOCOLS
 from nnunetv2_unetrpp.compare.stats import OVERALL, describe, paired_wilcoxon
 from nnunetv2_unetrpp.compare.verdict import verdict
 
-DECIMALS = {"dice": 4, "nsd": 4, "hd95_mm": 2, "hd95_vox": 2}
-TITLES = {"dice": "Dice", "hd95_mm": "HD95 (mm)", "hd95_vox": "HD95 (vox)", "nsd": "NSD"}
+DECIMALS = {"dice": 4, "nsd": 4, "hd95_mm": 2, "hd95_vox": 2, "hd95_paper_vox": 2, "hd95_paper_mm": 2}
+TITLES = {"dice": "Dice", "hd95_mm": "HD95 (mm)", "hd95_vox": "HD95 (vox)", "nsd": "NSD",
+          "hd95_paper_vox": "paper's HD95 (vox)", "hd95_paper_mm": "paper's HD95 (mm)"}
 TITLE_OF_FIGURE = {"dice_boxplot.png": "Dice per structure", "hd95_mm_boxplot.png": "HD95 (mm) per structure",
                    "learning_curves.png": "Learning curves", "montage.png": "Representative slices"}
 
@@ -25,24 +27,25 @@ def build_summary(cases: list[str], method_names: list[str], results: list[dict]
     method with the first one, per label and overall, per metric.
     """
     keys = [t.key for t in labels.targets]
-    values = {m: {k: {metric: [r[m][k][metric] for r in results] for metric in METRICS} for k in keys}
+    metrics = METRICS + (PAPER_METRICS if settings.get("protocol") else ())
+    values = {m: {k: {metric: [r[m][k][metric] for r in results] for metric in metrics} for k in keys}
               for m in method_names}
     for m in method_names:
         values[m][OVERALL] = {metric: list(np.mean([values[m][k][metric] for k in keys], axis=0))
-                              for metric in METRICS}
+                              for metric in metrics}
     methods = {}
     for m in method_names:
-        per_label = {k: {metric: describe(values[m][k][metric]) for metric in METRICS} for k in keys}
+        per_label = {k: {metric: describe(values[m][k][metric]) for metric in metrics} for k in keys}
         methods[m] = {
             **method_info.get(m, {}),
             "per_label": per_label,
-            "overall": {metric: describe(values[m][OVERALL][metric]) for metric in METRICS},
-            "mean": {metric: float(np.mean([per_label[k][metric]["mean"] for k in keys])) for metric in METRICS},
+            "overall": {metric: describe(values[m][OVERALL][metric]) for metric in metrics},
+            "mean": {metric: float(np.mean([per_label[k][metric]["mean"] for k in keys])) for metric in metrics},
             "per_case": {c: r[m] for c, r in zip(cases, results)},
         }
     first = method_names[0]
     wilcoxon = {m: {k: {metric: paired_wilcoxon(values[m][k][metric], values[first][k][metric])
-                        for metric in METRICS} for k in keys + [OVERALL]}
+                        for metric in metrics} for k in keys + [OVERALL]}
                 for m in method_names[1:]}
     return {
         "settings": settings,
@@ -161,6 +164,42 @@ def cost_line(summary: dict) -> Optional[str]:
     return "Cost: " + "; ".join(parts)
 
 
+def _percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def one_empty_pairs(method: dict) -> int:
+    """(case, structure) pairs where exactly one mask is empty: Dice 0 and the paper's HD95 0 (two non-empty
+    masks with Dice 0 are disjoint, so their HD95 is positive)."""
+    return sum(1 for per_case in method["per_case"].values() for m in per_case.values()
+               if m["dice"] == 0 and m["hd95_paper_vox"] == 0)
+
+
+def protocol_table(summary: dict) -> list[str]:
+    """The paper's table for ``--protocol``: each method's Dice (%) per structure, the paper's HD95 and the mean
+    Dice, above the paper's published rows; then how often the paper's empty-mask rule set an HD95 to 0."""
+    protocol = PROTOCOLS[summary["settings"]["protocol"]]
+    keys = list(summary["labels"])
+    header = ["Method"] + [summary["labels"][k]["name"] for k in keys] + ["HD95 (vox)", "HD95 (mm)", "DSC"]
+    rows = []
+    for name, method in summary["methods"].items():
+        rows.append([f"{name} (this comparison)"] + [f"{100 * method['per_label'][k]['dice']['mean']:.2f}"
+                                                     for k in keys]
+                    + [f"{method['mean'][m]:.2f}" for m in ("hd95_paper_vox", "hd95_paper_mm")]
+                    + [f"{100 * method['mean']['dice']:.2f}"])
+    for r in protocol.results:
+        rows.append([f"{r.method} (paper)"] + [_percent(r.dice.get(k)) for k in keys]
+                    + [_percent(r.mean_hd95), "-", _percent(r.mean_dice)])
+    empties = "; ".join(f"{n}: {one_empty_pairs(m)}" for n, m in summary["methods"].items())
+    return [f"## The UNETR++ paper's protocol: {protocol.name}, {len(summary['cases'])} cases", "",
+            f"Structures as the authors score them ({protocol.label_source}). Dice in %; HD95 as the authors "
+            "computed it: medpy's hd95 (both directions pooled), in voxels as in the paper and in mm, and 0 when "
+            "either mask is empty. Means over structures of the per-structure means over cases. Paper rows: "
+            f"{protocol.results_source}; '-' = not reported.", "", *_table(header, rows), "",
+            f"(case, structure) pairs with exactly one empty mask, whose HD95 the paper's rule counts as 0: "
+            f"{empties}.", ""]
+
+
 def summary_markdown(summary: dict) -> str:
     """The Markdown report: the verdict, the Dice/HD95/NSD table, the Dice box plot, model cost, the other figures,
     Wilcoxon p-values, HD95 in voxels, warnings."""
@@ -185,6 +224,8 @@ def summary_markdown(summary: dict) -> str:
                   *_wilcoxon_table(summary, ("dice", "hd95_mm", "nsd")), ""]
     lines += ["## HD95 in voxels (the unit of the UNETR++ paper's tables)", "",
               *_metric_table(summary, ("hd95_vox",)), ""]
+    if s.get("protocol"):
+        lines += protocol_table(summary)
     lines += [f"![{TITLE_OF_FIGURE[f]}]({f})\n" for f in figures if f == "hd95_mm_boxplot.png"]
     if summary["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
