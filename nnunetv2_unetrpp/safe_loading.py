@@ -24,8 +24,8 @@ TRUST_PICKLES_HELP = ("load pickles that need globals outside the safe list with
                       "the file carries, so use it only for files you made or fully trust")
 
 # numpy writes its private module names into pickles; numpy 1.x wrote `numpy.core`, numpy 2 writes
-# `numpy._core`. Both names resolve to the same objects, taken from whichever module this numpy has
-# (numpy 2 warns on `numpy.core`, numpy < 1.26 has no `numpy._core`).
+# `numpy._core`. Both names resolve to the same objects, taken from the module this numpy has under
+# its own name (numpy 2 warns on `numpy.core`; numpy 1.26 has no `numpy._core.multiarray`).
 _NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
 _multiarray = importlib.import_module("numpy._core.multiarray" if int(np.__version__.split(".")[0]) >= 2
                                       else "numpy.core.multiarray")
@@ -33,12 +33,8 @@ _NUMPY_PICKLE_GLOBALS = {"_reconstruct": _multiarray._reconstruct, "scalar": _mu
 
 
 def _numpy_dtype_classes() -> dict[str, type]:
-    """The concrete dtype classes (`numpy.dtypes.Float64DType`, ...) that numpy >= 2 names in dtype
-    pickles; numpy 1.24 has no `numpy.dtypes` (and writes no such names)."""
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is None:
-        return {}
-    return {name: cls for name in dir(dtypes) if isinstance(cls := getattr(dtypes, name), type)
+    """The concrete dtype classes (`numpy.dtypes.Float64DType`, ...) that numpy >= 2 names in dtype pickles."""
+    return {name: cls for name in dir(np.dtypes) if isinstance(cls := getattr(np.dtypes, name), type)
             and issubclass(cls, np.dtype)}
 
 
