@@ -5,8 +5,8 @@ How each end of a range is tested: `constraints.txt` pins the versions of the la
 of the whole suite (CI installs them); they lie at the top of the ranges. Bounds that were run
 otherwise, each in a throwaway environment with the pinned versions of everything else:
 - torch: 2.15.0 (the top) ran the quick tier (`-m "not slow"`); the floor 2.6 ran the safe loader's,
-  the network's, the v1 import's and the v1 plans' quick tests. torch 2.4 and 2.5 lack what the safe
-  loader needs (`torch.serialization.safe_globals` with `(object, name)` entries), so the floor is 2.6.
+  the network's, the v1 import's and the v1 plans' quick tests. torch 2.4.1 fails the safe loader's
+  (it has no `torch.serialization.safe_globals`); 2.5 was not run, so the floor is 2.6.
   2.9.x is left out as nnunetv2 2.8 leaves it out (its own `torch!=2.9.*`).
 - numpy: the floor 1.26.4 ran the quick tier (with scipy, pandas and the rest as pinned except
   pandas 2.2, the last that accepts numpy 1.x); the safe loader reads the numpy 1 and numpy 2 names
