@@ -26,9 +26,11 @@ from nnunetv2_unetrpp.network_architecture.official_checkpoint import (
     convert_official_state_dict,
     identify_official_variant,
 )
+from nnunetv2_unetrpp.own_output import check_replaceable, mark_folder
 from nnunetv2_unetrpp.safe_loading import TRUST_PICKLES_HELP, UnsafePickleError, load_checkpoint, load_pickle
 
 FOLD = 0
+COMMAND = "nnUNetv2_unetrpp_import_official"
 
 
 def _published_trainer(variant: str) -> str:
@@ -40,7 +42,7 @@ def _published_trainer(variant: str) -> str:
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="nnUNetv2_unetrpp_import_official",
+        prog=COMMAND,
         description="Turn a published UNETR++ model (nnU-Net v1 model_final_checkpoint.model and its v1 plans) into "
         "an nnU-Net v2 model folder for nnUNetv2_predict_from_modelfolder (-o) or nnUNetv2_predict (-d/-name).",
     )
@@ -52,7 +54,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("-o", type=Path, help="write the model folder here (for nnUNetv2_predict_from_modelfolder -m)")
     parser.add_argument("-d", type=int, help="install into $nnUNet_results as DatasetID_NAME (with -name)")
     parser.add_argument("-name", help="dataset name for -d (letters, digits, -)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace a model folder that this command wrote earlier")
     parser.add_argument("--trust_pickles", action="store_true", help=TRUST_PICKLES_HELP)
     args = parser.parse_args(argv)
     if (args.preprocessed is None) == (args.plans is None and args.dataset_json is None):
@@ -132,20 +134,6 @@ def _check_same_dataset(plans: dict, dataset_json: dict, state_dict: dict, varia
         raise UserError(f"dataset.json names {len(labels)} labels, the checkpoint predicts {classes} classes")
 
 
-def _check_replaceable(folder: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    """An existing output is replaced only with --overwrite, only if it is a model folder, never if it holds an input."""
-    if not folder.exists():
-        return
-    if not folder.is_dir():
-        raise UserError(f"{folder} exists and is not a folder")
-    if not overwrite:
-        raise UserError(f"{folder} exists; pass --overwrite to replace it")
-    if any(folder.iterdir()) and not (folder / "plans.json").is_file():
-        raise UserError(f"{folder} is not an nnU-Net model folder (no plans.json); --overwrite replaces only those")
-    if any(folder.resolve() == p.resolve() or folder.resolve() in p.resolve().parents for p in inputs):
-        raise UserError(f"{folder} holds the input files; write the model folder elsewhere")
-
-
 def _checkpoint(state_dict: dict, v1_checkpoint: dict, trainer: str, plans: dict, dataset_json: dict) -> dict:
     """What nnU-Net v2 saves as checkpoint_final.pth, with the imported weights; plain types only."""
     return {
@@ -169,6 +157,7 @@ def _write_folder(folder: Path, plans: dict, dataset_json: dict, fingerprint: di
     note = f"imported from the nnU-Net v1 checkpoint {source.name}; no nnU-Net v2 training or validation was run"
     (folder / f"fold_{FOLD}" / "validation" / "summary.json").write_text(json.dumps({"note": note}, indent=2))
     _plot_v1_progress(v1_checkpoint, note, folder / f"fold_{FOLD}" / "progress.png")
+    mark_folder(folder, COMMAND, source=str(source))
 
 
 def _plot_v1_progress(v1_checkpoint: dict, note: str, path: Path) -> None:
@@ -215,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         detail = f"missing key {e}" if isinstance(e, KeyError) else str(e)
         raise UserError(f"{plans_file} cannot be imported: {detail}") from None
 
-    _check_replaceable(folder, (args.checkpoint, plans_file, dataset_json_file), args.overwrite)
+    check_replaceable(folder, args.overwrite, COMMAND, (args.checkpoint, plans_file, dataset_json_file), "model folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

@@ -10,6 +10,7 @@ which the caller should only allow for files they trust (the CLIs spell that `--
 from __future__ import annotations
 
 import collections
+import importlib
 import pickle
 import re
 from pathlib import Path
@@ -23,16 +24,16 @@ TRUST_PICKLES_HELP = ("load pickles that need globals outside the safe list with
                       "the file carries, so use it only for files you made or fully trust")
 
 # numpy writes its private module names into pickles; numpy 1.x wrote `numpy.core`, numpy 2 writes
-# `numpy._core`. Both names resolve to the same objects.
-_NUMPY_PICKLE_GLOBALS = {
-    "_reconstruct": np._core.multiarray._reconstruct,
-    "scalar": np._core.multiarray.scalar,
-}
+# `numpy._core`. Both names resolve to the same objects, taken from the module this numpy has under
+# its own name (numpy 2 warns on `numpy.core`; numpy 1.26 has no `numpy._core.multiarray`).
 _NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
+_multiarray = importlib.import_module("numpy._core.multiarray" if int(np.__version__.split(".")[0]) >= 2
+                                      else "numpy.core.multiarray")
+_NUMPY_PICKLE_GLOBALS = {"_reconstruct": _multiarray._reconstruct, "scalar": _multiarray.scalar}
 
 
 def _numpy_dtype_classes() -> dict[str, type]:
-    """numpy 2's concrete dtype classes (`numpy.dtypes.Float64DType`, ...) that dtype pickles name."""
+    """The concrete dtype classes (`numpy.dtypes.Float64DType`, ...) that numpy >= 2 names in dtype pickles."""
     return {name: cls for name in dir(np.dtypes) if isinstance(cls := getattr(np.dtypes, name), type)
             and issubclass(cls, np.dtype)}
 

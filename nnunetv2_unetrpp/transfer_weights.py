@@ -34,9 +34,12 @@ from nnunetv2_unetrpp.network_architecture.official_checkpoint import (
 from nnunetv2_unetrpp.network_architecture.official_variants import official_network_kwargs
 from nnunetv2_unetrpp.network_architecture.transformer_block import TransformerBlock
 from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP, current_state_dict_name
+from nnunetv2_unetrpp.own_output import STAMP_KEY, check_replaceable, stamp
 from nnunetv2_unetrpp.safe_loading import TRUST_PICKLES_HELP, UnsafePickleError, load_checkpoint
 
 #: UNETRPP arguments that shape or define the weights apart from the geometry; they must agree.
+COMMAND = "nnUNetv2_unetrpp_transfer_weights"
+
 HYPERPARAMETERS = ("feature_size", "dims", "depths", "decoder_depth", "num_heads", "proj_sizes", "decoder_proj_size",
                    "num_conv_blocks", "share_ef_projection", "projection_bias", "fusion", "spatial_layout")
 
@@ -273,7 +276,7 @@ def summary_table(records: list[dict]) -> str:
 @command
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="nnUNetv2_unetrpp_transfer_weights",
+        prog=COMMAND,
         description="Move UNETR++ weights (a checkpoint of any UNETR++ trainer, or converted official weights) "
         "into the network nnUNetv2_train builds for another dataset's plan, for nnUNetv2_train -pretrained_weights. "
         "Positional embeddings and E/F projections are resampled over the new token grids, patch-embedding and "
@@ -287,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-tr", dest="trainer", default="nnUNetTrainerUNETRPP", help="target trainer "
                         "(default nnUNetTrainerUNETRPP)")
     parser.add_argument("-p", dest="plans", default="nnUNetPlans", help="target plans identifier (default nnUNetPlans)")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT and its report if they exist")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT and its report if this command wrote them")
     parser.add_argument("--trust_pickles", action="store_true", help=TRUST_PICKLES_HELP)
     args = parser.parse_args(argv)
 
@@ -295,10 +298,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.source.is_file():
         raise UserError(f"{args.source} does not exist or is not a file")
     for path in (args.output, report_path):
-        if path.exists() and not args.overwrite:
-            raise UserError(f"{path} exists; pass --overwrite to replace it")
-        if path.resolve() == args.source.resolve():
-            raise UserError(f"{path} is the source file; the source is never overwritten")
+        check_replaceable(path, args.overwrite, COMMAND, (args.source,))
     try:
         source = read_source(args.source, args.trust_pickles)
     except (UnsafePickleError, ValueError) as e:
@@ -311,15 +311,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise UserError(str(e)) from None
 
     report = {
-        "source": str(args.source), "source_network": source.description,
+        **stamp(COMMAND), "source": str(args.source), "source_network": source.description,
         "source_geometry": _geometry(source.network), "target": {
             "dataset": dataset_name, "configuration": args.configuration, "trainer": args.trainer,
             "plans": args.plans, **_geometry(target)},
         "tensors": records,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"network_weights": state_dict, "transfer": {k: v for k, v in report.items() if k != "tensors"}},
-               args.output)
+    torch.save({"network_weights": state_dict, **stamp(COMMAND),
+                "transfer": {k: v for k, v in report.items() if k not in ("tensors", STAMP_KEY)}}, args.output)
     report_path.write_text(json.dumps(report, indent=1))
     print(f"{source.description} -> {args.trainer} on {dataset_name} {args.configuration}")
     print(f"patch {list(source.network.patch_size)} -> {list(target.patch_size)}, token grids "

@@ -27,11 +27,25 @@ _INTENSITY_KEYS = {"mean": "mean", "median": "median", "sd": "std", "mn": "min",
                    "percentile_00_5": "percentile_00_5", "percentile_99_5": "percentile_99_5"}
 
 
-def _by_channel(mapping: dict, num_channels: int, what: str) -> list:
-    """v1's per-modality dicts are keyed 0..C-1 (ints); as a list in channel order."""
+def _values(value: Any, field: str) -> list:
+    """A v1 collection as a list of its entries: v1 writes lists, tuples and numpy arrays, and dicts
+    (OrderedDicts) keyed by int (channels, stages) or by case (e.g. `size_reductions`); the values
+    of a dict in key order as stored."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return list(value)
+    if isinstance(value, dict):
+        return list(value.values())
+    raise ValueError(f"the v1 plans' {field} is a {type(value).__name__}; nnU-Net v1 writes a list, tuple, "
+                     "numpy array or dict there")
+
+
+def _by_channel(mapping: Any, num_channels: int, what: str) -> list:
+    """v1's per-modality entries (dicts keyed 0..C-1 by int, or a sequence) as a list in channel order."""
+    if not isinstance(mapping, dict):
+        mapping = dict(enumerate(_values(mapping, what)))
     try:
         return [mapping[c] for c in range(num_channels)]
-    except (KeyError, TypeError):
+    except KeyError:
         raise ValueError(f"the v1 plans' {what} do not cover channels 0..{num_channels - 1}: {mapping!r}") from None
 
 
@@ -48,20 +62,24 @@ def num_classes(plans: dict) -> int:
 def fullres_stage(plans: dict) -> dict:
     """The stage v1 runs as 3d_fullres: the last of `plans_per_stage` (v1's default_configuration)."""
     stages = plans["plans_per_stage"]
-    stage = stages[max(stages)]
-    if len(stage["current_spacing"]) != 3:
-        raise ValueError(f"the v1 plans' full-resolution stage is not 3D (spacing {list(stage['current_spacing'])})")
+    stage = stages[max(stages)] if isinstance(stages, dict) else _values(stages, "plans_per_stage")[-1]
+    if not isinstance(stage, dict):
+        raise ValueError(f"the v1 plans' full-resolution stage is a {type(stage).__name__}, not a dict")
+    spacing = _values(stage["current_spacing"], "current_spacing")
+    if len(spacing) != 3:
+        raise ValueError(f"the v1 plans' full-resolution stage is not 3D (spacing {spacing})")
     return stage
 
 
 def target_spacing(plans: dict) -> list[float]:
     """Spacing the network sees, in transposed axis order (as both versions store it)."""
-    return [float(s) for s in fullres_stage(plans)["current_spacing"]]
+    return [float(s) for s in _values(fullres_stage(plans)["current_spacing"], "current_spacing")]
 
 
 def transposes(plans: dict) -> tuple[list[int], list[int]]:
     """(transpose_forward, transpose_backward); v1's planner writes the latter as numpy integers."""
-    return [int(a) for a in plans["transpose_forward"]], [int(a) for a in plans["transpose_backward"]]
+    return ([int(a) for a in _values(plans["transpose_forward"], "transpose_forward")],
+            [int(a) for a in _values(plans["transpose_backward"], "transpose_backward")])
 
 
 def normalization(plans: dict) -> tuple[list[str], list[bool]]:
@@ -92,7 +110,9 @@ def intensity_properties(plans: dict) -> dict[str, dict[str, float]]:
     v2 looks up an entry for every channel, so those get an empty one.
     """
     schemes = _by_channel(plans["normalization_schemes"], num_channels(plans), "normalization_schemes")
-    recorded = plans["dataset_properties"].get("intensityproperties") or {}
+    recorded = _dataset_properties(plans).get("intensityproperties") or {}
+    if not isinstance(recorded, dict):
+        recorded = dict(enumerate(_values(recorded, "intensityproperties")))
     out = {}
     for c, scheme in enumerate(schemes):
         props = recorded.get(c)
@@ -101,6 +121,9 @@ def intensity_properties(plans: dict) -> dict[str, dict[str, float]]:
                 raise ValueError(f"channel {c} is normalised as CT but the v1 plans hold no intensity properties for it")
             out[str(c)] = {}
             continue
+        if not isinstance(props, dict):
+            raise ValueError(f"the v1 plans' intensityproperties of channel {c} are a {type(props).__name__}, "
+                             "not a dict")
         missing = [k for k in _INTENSITY_KEYS if k not in props and scheme == "CT"]
         if missing:
             raise ValueError(f"channel {c}: the v1 intensity properties lack {missing}")
@@ -163,20 +186,22 @@ def network_architecture(variant: str) -> tuple[dict, dict]:
 def v2_plans(plans: dict, variant: str, dataset_name: str) -> dict:
     """The v2 plans.json of an imported model: v1's preprocessing, the variant's network and patch size."""
     stage = fullres_stage(plans)
+    median_shape = _values(stage["median_patient_size_in_voxels"], "median_patient_size_in_voxels")
     forward, backward = transposes(plans)
     schemes, masks = normalization(plans)
     architecture, unetrpp = network_architecture(variant)
     configuration = {
         "data_identifier": f"{PLANS_NAME}_{CONFIGURATION}", "preprocessor_name": "DefaultPreprocessor",
         "batch_size": int(stage["batch_size"]), "patch_size": list(get_official_variant(variant).patch_size),
-        "median_image_size_in_voxels": [float(s) for s in stage["median_patient_size_in_voxels"]],
+        "median_image_size_in_voxels": [float(s) for s in median_shape],
         "spacing": target_spacing(plans), "normalization_schemes": schemes, "use_mask_for_norm": masks,
         **resampling(), "architecture": architecture, "batch_dice": True, PLANS_KEY: unetrpp,
     }
     return {
         "dataset_name": dataset_name, "plans_name": PLANS_NAME,
-        "original_median_spacing_after_transp": [float(s) for s in stage["original_spacing"]],
-        "original_median_shape_after_transp": [int(s) for s in stage["median_patient_size_in_voxels"]],
+        "original_median_spacing_after_transp": [float(s) for s in _values(stage["original_spacing"],
+                                                                           "original_spacing")],
+        "original_median_shape_after_transp": [int(s) for s in median_shape],
         "image_reader_writer": "SimpleITKIO", "transpose_forward": forward, "transpose_backward": backward,
         "configurations": {CONFIGURATION: configuration}, "experiment_planner_used": "ExperimentPlanner",
         "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": intensity_properties(plans),
@@ -186,14 +211,23 @@ def v2_plans(plans: dict, variant: str, dataset_name: str) -> dict:
 def fingerprint(plans: dict) -> dict:
     """v2's dataset_fingerprint.json from v1's dataset properties (sizes after cropping, spacings in the
     files' axis order, intensities); nnU-Net's model export packs it with the model."""
-    properties = plans["dataset_properties"]
-    reductions = list(properties.get("size_reductions", {}).values())
+    properties = _dataset_properties(plans)
+    reductions = [float(r) for r in _values(properties.get("size_reductions", {}), "size_reductions")]
     return {
         "foreground_intensity_properties_per_channel": intensity_properties(plans),
-        "shapes_after_crop": [[int(s) for s in size] for size in properties["all_sizes"].values()],
-        "spacings": [[float(s) for s in spacing] for spacing in properties["all_spacings"].values()],
+        "shapes_after_crop": [[int(s) for s in _values(size, "all_sizes entry")]
+                              for size in _values(properties["all_sizes"], "all_sizes")],
+        "spacings": [[float(s) for s in _values(spacing, "all_spacings entry")]
+                     for spacing in _values(properties["all_spacings"], "all_spacings")],
         "median_relative_size_after_cropping": float(np.median(reductions)) if reductions else 1.0,
     }
+
+
+def _dataset_properties(plans: dict) -> dict:
+    properties = plans["dataset_properties"]
+    if not isinstance(properties, dict):
+        raise ValueError(f"the v1 plans' dataset_properties is a {type(properties).__name__}, not a dict")
+    return properties
 
 
 def v2_dataset_json(plans: dict, dataset_json: dict) -> dict:

@@ -107,10 +107,16 @@ def sample_indices(fixture: dict, output_index: int) -> torch.Tensor:
     return torch.from_numpy(np.minimum((u * numel).astype(np.int64), numel - 1))
 
 
-def write_official_checkpoint(path: Path, variant: str = "acdc") -> Path:
+def write_official_checkpoint(path: Path, variant: str = "acdc", in_channels: int | None = None) -> Path:
     """`model_final_checkpoint.model` as the authors' nnU-Net v1 trainer saves it (network_trainer.save_checkpoint):
-    the fixture's weights under `module.`, and learning curves holding numpy scalars, as v1 logs them."""
+    the fixture's weights under `module.`, and learning curves holding numpy scalars, as v1 logs them. With
+    `in_channels`, the layers that read the image (stem, encoder1) take that many channels (the first
+    one's kernels repeated, scaled to keep the sum)."""
     state = official_state_dict(load_reference(variant))
+    if in_channels is not None:
+        for key in ("unetr_pp_encoder.downsample_layers.0.0.conv.weight", "encoder1.conv1.conv.weight",
+                    "encoder1.conv3.conv.weight"):
+            state[key] = state[key].repeat(1, in_channels, 1, 1, 1) / in_channels
     curves = ([1.2, 0.8], [1.3, 0.9], [1.25, 0.85], [np.float64(0.4), np.float64(0.6)])
     torch.save({"epoch": 1000, "state_dict": {"module." + k: v for k, v in state.items()},
                 "optimizer_state_dict": {}, "lr_scheduler_state_dict": None, "plot_stuff": curves,

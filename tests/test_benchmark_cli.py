@@ -221,3 +221,20 @@ def test_cpu_fast_paths_benchmark_keeps_an_existing_output(tmp_path, capsys):
     assert cpu_fast_paths.main(["-o", str(existing)]) == 2
     assert capsys.readouterr().err == f"error: {existing} exists; choose another file\n"
     assert existing.read_text() == "mine"
+
+
+def test_benchmark_replaces_only_its_own_results_file(tmp_path, capsys):
+    """-o is checked before anything is measured: a file the benchmark did not write stays, with or without
+    --overwrite; one it wrote (its stamp) is replaceable (here the run then stops at the missing dataset)."""
+    from nnunetv2_unetrpp.benchmarking.cli import main
+    from nnunetv2_unetrpp.own_output import stamp
+
+    existing = tmp_path / "results.json"
+    existing.write_text('{"mine": 1}')
+    for extra, message in (([], "exists; pass --overwrite"), (["--overwrite"], "was not written by")):
+        assert main(["-d", "999", "-c", "3d_fullres", "-o", str(existing), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and existing.read_text() == '{"mine": 1}'
+    existing.write_text(json.dumps(stamp("nnUNetv2_unetrpp_benchmark")))
+    assert main(["-d", "999", "-c", "3d_fullres", "-o", str(existing), "--overwrite"]) == 2
+    assert "was not written by" not in capsys.readouterr().err

@@ -362,3 +362,43 @@ def test_user_errors_in_a_subprocess(tmp_path, error):
     assert proc.returncode == 2
     assert "error: " in proc.stderr and "Traceback" not in proc.stderr
     assert all(text in proc.stderr for text in expected), proc.stderr
+
+
+def test_model_checkpoint_that_would_run_code_is_not_loaded(tmp_path):
+    """-models folder whose checkpoint pickle would run code (CreatesFile): nnU-Net's predictor never sees it,
+    the metrics complete, the cost and the learning curves are skipped with the reason."""
+    import torch
+
+    from conftest import CreatesFile
+
+    paths = make_dataset(tmp_path)
+    model, _ = make_model_folder(tmp_path / "results", LABELS, [20.0, 22.0])
+    checkpoint = model / "fold_0" / "checkpoint_final.pth"
+    ran = tmp_path / "ran"
+    torch.save({**torch.load(checkpoint, weights_only=False), "payload": CreatesFile(ran)}, checkpoint)
+    out = tmp_path / "out"
+    proc = run_cli("-ref", paths["ref"], "-pred", f"A={paths['a']}", f"nnUNet={paths['b']}", "-models",
+                   f"nnUNet={model}", "-o", out, "-dataset_json", paths["dj"], "-np", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert not ran.exists()
+    s = json.loads((out / "summary.json").read_text())
+    assert "cost" not in s["methods"]["nnUNet"] and len(s["methods"]["nnUNet"]["per_case"]) == len(CASES)
+    assert re.search(r"warning: model cost of nnUNet .* not computed: UnsafePickleError: .*'io.open'",
+                     proc.stderr), proc.stderr
+
+
+def test_output_folder_is_replaced_only_if_compare_wrote_it(tmp_path, capsys):
+    paths = make_dataset(tmp_path)
+    out = tmp_path / "out"
+    args = ["-ref", str(paths["ref"]), "-pred", f"A={paths['a']}", f"B={paths['b']}", "-o", str(out), "-np", "1"]
+    assert main(args) == 0
+    (out / "old.txt").write_text("from the earlier comparison")
+    assert main(args) == 2 and "exists; pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0 and not (out / "old.txt").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.json").write_text("my own numbers")
+    assert main([*args[:-4], "-o", str(mine), "-np", "1", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "was not written by nnUNetv2_unetrpp_compare" in err and err.count("\n") == 1
+    assert [p.name for p in mine.iterdir()] == ["summary.json"] and (mine / "summary.json").read_text() == "my own numbers"

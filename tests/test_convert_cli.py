@@ -43,7 +43,12 @@ def test_never_overwrites_without_being_asked(official_checkpoint, tmp_path, cap
     out.write_bytes(b"precious")
     assert convert_official_cli([str(official_checkpoint), str(out), "-v", "acdc"]) == 2
     assert out.read_bytes() == b"precious" and "--overwrite" in capsys.readouterr().err
+    assert convert_official_cli([str(official_checkpoint), str(out), "-v", "acdc", "--overwrite"]) == 2
+    assert out.read_bytes() == b"precious" and "was not written by" in capsys.readouterr().err
     assert convert_official_cli([str(official_checkpoint), str(official_checkpoint), "-v", "acdc", "--overwrite"]) == 2
+    out.unlink()
+    assert convert_official_cli([str(official_checkpoint), str(out), "-v", "acdc"]) == 0
+    assert convert_official_cli([str(official_checkpoint), str(out), "-v", "acdc", "--overwrite"]) == 0
 
 
 def test_unreadable_file_is_a_clear_error(tmp_path, capsys):

@@ -113,9 +113,9 @@ def test_refuses_non_empty_output_folder(tmp_path, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("user data")
     assert main(["--quick", "-o", str(out)]) == 2
-    assert "not empty" in capsys.readouterr().err
+    assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main(["--quick", "-o", str(out), "--overwrite"]) == 2  # not a demo run: never deleted
-    assert "not an earlier demo run" in capsys.readouterr().err
+    assert "was not written by nnUNetv2_unetrpp_demo" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
     result = subprocess.run([sys.executable, "-m", "nnunetv2_unetrpp.demo", "--quick", "-o", str(out)],
@@ -138,7 +138,7 @@ def test_runs_without_o_each_get_a_new_folder_and_keep_the_earlier_ones(tmp_path
                                                           f"{DEFAULT_OUTPUT}_4"]
     prepare(second, overwrite=False, settings={"seed": 1})
     assert (first.logs / "run.log").read_text() == "first run"
-    assert json.loads((first.root / MARKER).read_text()) == {"seed": 0}
+    assert json.loads((first.root / MARKER).read_text())["settings"] == {"seed": 0}
 
 
 def test_overwrite_replaces_an_earlier_demo_run(tmp_path):
@@ -147,7 +147,7 @@ def test_overwrite_replaces_an_earlier_demo_run(tmp_path):
     (out / "logs" / "old.log").write_text("earlier run")
     workspace = prepare(out, overwrite=True, settings={"seed": 2})
     assert workspace.root == out and not (out / "logs" / "old.log").exists()
-    assert json.loads((out / MARKER).read_text()) == {"seed": 2}
+    assert json.loads((out / MARKER).read_text())["settings"] == {"seed": 2}
 
 
 def test_flags_take_nnunet_style_and_the_old_spellings():

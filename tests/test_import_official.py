@@ -25,20 +25,28 @@ from nnunetv2_unetrpp.safe_loading import load_pickle
 from nnunetv2_unetrpp.trainers.variants import nnUNetTrainerUNETRPP_ACDCArch
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "v1_reference"
+CT, MR = "Task501_CTLike", "Task502_MRLike"
 PLANS_FILE = "unetr_pp_Plansv2.1_plans_3D.pkl"
 TRAINER = "nnUNetTrainerUNETRPP_ACDCArch"
+LABELS = {"background": 0, "organ": 1, "core": 2, "rim": 3}
+
+
+def _task_folder(root: Path, task: str) -> Path:
+    """A v1 task folder as the preprocessed-data download has it: the plans nnU-Net v1 wrote, and dataset.json."""
+    folder = root / task
+    folder.mkdir()
+    for name in (PLANS_FILE, "dataset.json"):
+        shutil.copy(REFERENCE / task / name, folder / name)
+    return folder
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> dict[str, Path]:
-    """An ACDC-architecture v1 checkpoint (fixture weights; 1 channel, 4 classes) and a v1 task folder whose
-    plans (written by nnU-Net v1, one CT channel, three labels) fit it."""
+    """An ACDC-architecture v1 checkpoint (fixture weights; 1 channel, 4 classes) and the CT task folder whose
+    plans (written by nnU-Net v1's planner, one CT channel, three labels) fit it."""
     root = tmp_path_factory.mktemp("published")
-    task = root / "Task099_CTLike"
-    task.mkdir()
-    for name in (PLANS_FILE, "dataset.json"):
-        shutil.copy(REFERENCE / name, task / name)
-    return {"checkpoint": write_official_checkpoint(root / "model_final_checkpoint.model"), "task": task}
+    return {"checkpoint": write_official_checkpoint(root / "model_final_checkpoint.model"),
+            "task": _task_folder(root, CT)}
 
 
 def _fingerprint(*folders: Path) -> dict[str, str]:
@@ -54,7 +62,7 @@ def test_imports_a_model_folder_nnunet_loads(published, tmp_path):
     assert checkpoint["trainer_name"] == TRAINER and checkpoint["init_args"]["configuration"] == "3d_fullres"
     plans = PlansManager(json.loads((out / "plans.json").read_text()))
     dataset_json = json.loads((out / "dataset.json").read_text())
-    assert dataset_json["labels"] == {"background": 0, "liver": 1, "kidney": 2, "bone": 3}
+    assert dataset_json["labels"] == LABELS
     assert checkpoint["init_args"]["plans"] == plans.plans and checkpoint["init_args"]["dataset_json"] == dataset_json
     network = nnUNetTrainerUNETRPP_ACDCArch.build_network_architecture(
         plans, plans.get_configuration("3d_fullres"), 1, 4, enable_deep_supervision=False)
@@ -70,8 +78,8 @@ def _plans_with(tmp_path: Path, change) -> Path:
     """A task folder whose v1 plans pickle is the reference one after `change(plans)`."""
     task = tmp_path / "Task098_Changed"
     task.mkdir()
-    shutil.copy(REFERENCE / "dataset.json", task / "dataset.json")
-    plans = load_pickle(REFERENCE / PLANS_FILE)
+    shutil.copy(REFERENCE / CT / "dataset.json", task / "dataset.json")
+    plans = load_pickle(REFERENCE / CT / PLANS_FILE)
     change(plans)
     (task / PLANS_FILE).write_bytes(pickle.dumps(plans))
     return task
@@ -124,23 +132,40 @@ def test_bad_input_is_one_line_and_writes_nothing(published, tmp_path, capsys, c
     assert _fingerprint(published["task"], tmp_path) == before
 
 
-def test_existing_output_needs_overwrite_and_must_be_a_model_folder(published, tmp_path, capsys):
+def _trained_model_folder(folder: Path) -> None:
+    """What nnUNetv2_train leaves: plans, dataset.json, a fold with checkpoint, log and validation."""
+    (folder / "fold_0" / "validation").mkdir(parents=True)
+    for name, content in [("plans.json", "{}"), ("dataset.json", "{}"), ("dataset_fingerprint.json", "{}"),
+                          ("fold_0/checkpoint_final.pth", "weights"), ("fold_0/training_log_2025_1_1.txt", "log"),
+                          ("fold_0/validation/summary.json", "{}")]:
+        (folder / name).write_text(content)
+
+
+def test_overwrite_refuses_a_trained_model_folder_and_keeps_every_file(published, tmp_path, capsys):
     args = ["-checkpoint", str(published["checkpoint"]), "-preprocessed", str(published["task"])]
-    model, precious = tmp_path / "model", tmp_path / "mine"
-    for folder, content in [(model, "plans.json"), (precious, "notes.txt")]:
-        folder.mkdir()
-        (folder / content).write_text("{}")
-    assert import_official([*args, "-o", str(model)]) == 2
-    assert "exists; pass --overwrite" in capsys.readouterr().err and (model / "plans.json").read_text() == "{}"
-    assert import_official([*args, "-o", str(precious), "--overwrite"]) == 2
-    assert "not an nnU-Net model folder" in capsys.readouterr().err and (precious / "notes.txt").is_file()
-    shutil.copy(REFERENCE / PLANS_FILE, model / PLANS_FILE)  # replacing the folder would delete this input
-    assert import_official(["-checkpoint", str(published["checkpoint"]), "-plans", str(model / PLANS_FILE),
-                            "-dataset_json", str(REFERENCE / "dataset.json"), "-o", str(model), "--overwrite"]) == 2
-    assert "holds the input files" in capsys.readouterr().err and (model / PLANS_FILE).is_file()
-    (model / PLANS_FILE).unlink()
+    trained = tmp_path / "Dataset001_Mine" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    _trained_model_folder(trained)
+    before = _fingerprint(trained)
+    assert import_official([*args, "-o", str(trained)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert import_official([*args, "-o", str(trained), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "was not written by nnUNetv2_unetrpp_import_official" in err
+    assert _fingerprint(trained) == before and [p.name for p in trained.parent.iterdir()] == [trained.name]
+
+
+def test_overwrite_replaces_an_earlier_import(published, tmp_path, capsys):
+    args = ["-checkpoint", str(published["checkpoint"]), "-preprocessed", str(published["task"])]
+    model = tmp_path / "model"
+    assert import_official([*args, "-o", str(model)]) == 0
+    (model / "fold_0" / "stale.txt").write_text("from the earlier import")
     assert import_official([*args, "-o", str(model), "--overwrite"]) == 0
-    assert (model / "fold_0" / "checkpoint_final.pth").is_file()
+    assert (model / "fold_0" / "checkpoint_final.pth").is_file() and not (model / "fold_0" / "stale.txt").exists()
+    shutil.copy(REFERENCE / CT / PLANS_FILE, model / PLANS_FILE)  # replacing the folder would delete this input
+    assert import_official(["-checkpoint", str(published["checkpoint"]), "-plans", str(model / PLANS_FILE),
+                            "-dataset_json", str(REFERENCE / CT / "dataset.json"), "-o", str(model), "--overwrite"]) == 2
+    assert "is or holds the input" in capsys.readouterr().err and (model / PLANS_FILE).is_file()
 
 
 def test_install_refuses_a_taken_dataset_id_and_needs_results(published, tmp_path, monkeypatch, capsys):
@@ -186,6 +211,26 @@ def test_published_model_predicts_with_stock_nnunet(published, tmp_path):
         logits = network.eval()(reference_input(fixture)).reshape(-1)[sample_indices(fixture, 0)].double()
     expected = torch.tensor(fixture["deep_supervision_outputs"][0]["sample_values"], dtype=torch.float64)
     assert (logits - expected).abs().max() / expected.abs().max() < 1e-4
+
+
+@pytest.mark.slow
+def test_two_channel_mr_model_predicts_with_stock_nnunet(tmp_path):
+    """The MR task's v1 plans (two modalities, z-score inside the nonzero mask) with a two-channel checkpoint."""
+    env = nnunet_env(tmp_path)
+    model = tmp_path / "model"
+    checkpoint = write_official_checkpoint(tmp_path / "model_final_checkpoint.model", in_channels=2)
+    run(["nnUNetv2_unetrpp_import_official", "-checkpoint", str(checkpoint), "-preprocessed",
+         str(_task_folder(tmp_path, MR)), "-o", str(model)], env)
+    plans = json.loads((model / "plans.json").read_text())["configurations"]["3d_fullres"]
+    assert plans["normalization_schemes"] == ["ZScoreNormalization"] * 2 and plans["use_mask_for_norm"] == [True, True]
+    (tmp_path / "scans").mkdir()
+    for c in range(2):
+        shutil.copy(REFERENCE / MR / f"scan_{c:04d}.nii.gz", tmp_path / "scans" / f"case_{c:04d}.nii.gz")
+    run(["nnUNetv2_predict_from_modelfolder", "-i", str(tmp_path / "scans"), "-o", str(tmp_path / "pred"), "-m",
+         str(model), "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta"], env)
+    prediction = tmp_path / "pred" / "case.nii.gz"
+    assert read_geometry(prediction) == read_geometry(tmp_path / "scans" / "case_0000.nii.gz")
+    assert set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(prediction))))) <= {0, 1, 2, 3}
 
 
 @pytest.mark.slow

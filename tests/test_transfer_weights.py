@@ -294,7 +294,11 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(preprocessed, tmp_path, ca
     out.write_bytes(b"precious")
     assert transfer_cli([str(checkpoint), str(out), *target]) == 2
     assert out.read_bytes() == b"precious" and "--overwrite" in capsys.readouterr().err
-    assert transfer_cli([str(checkpoint), str(out), *target, "--overwrite"]) == 0
+    assert transfer_cli([str(checkpoint), str(out), *target, "--overwrite"]) == 2  # not this command's output
+    assert out.read_bytes() == b"precious" and "was not written by" in capsys.readouterr().err
+    out.unlink()
+    assert transfer_cli([str(checkpoint), str(out), *target]) == 0
+    assert transfer_cli([str(checkpoint), str(out), *target, "--overwrite"]) == 0  # its own output: replaced
 
 
 def test_cli_refuses_a_checkpoint_that_would_run_code(preprocessed, tmp_path, capsys):

@@ -20,7 +20,9 @@ from nnunetv2_unetrpp.benchmarking.measure import MeasureSettings, measure
 from nnunetv2_unetrpp.benchmarking.network_cost import network_from_plans, plans_as_trained
 from nnunetv2_unetrpp.command_line import UserError, command
 from nnunetv2_unetrpp.env import ext_trainer_value, find_trainer_class
+from nnunetv2_unetrpp.own_output import check_replaceable, stamp
 
+COMMAND = "nnUNetv2_unetrpp_benchmark"
 DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerUNETRPP")
 
 
@@ -129,7 +131,7 @@ def format_table(results: dict) -> str:
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nnUNetv2_unetrpp_benchmark", description=__doc__,
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-d", required=True, help="dataset name or id (preprocessed, as for nnUNetv2_train)")
     parser.add_argument("-c", required=True, help="configuration, e.g. 3d_fullres")
@@ -140,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "e.g. -tr nnUNetTrainer nnUNetTrainerUNETRPP -p nnUNetResEncUNetMPlans nnUNetPlans")
     parser.add_argument("-device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("-o", type=Path, help="write the results as JSON to this file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an -o file that this command wrote earlier")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up (median)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads on CPU")
     parser.add_argument("--no_amp", "--no-amp", action="store_true", help="no fp16 autocast on CUDA (nnU-Net uses it)")
@@ -150,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no_inference", "--no-inference", action="store_true",
                         help="skip the sliding-window measurement")
     args = parser.parse_args(argv)
+    if args.o:
+        check_replaceable(args.o, args.overwrite, COMMAND)
     os.environ["nnUNet_extTrainer"] = ext_trainer_value()  # this package's trainers, whatever the shell set
     cuda = args.device == "cuda"
     compile_env = os.environ.get("nnUNet_compile", "true").lower() in ("true", "1", "t")
@@ -159,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   mirroring=not args.no_mirroring)  # a failed measuring child: MeasurementFailed, one line
     print(format_table(results))
     if args.o:
-        args.o.write_text(json.dumps(results, indent=2))
+        args.o.write_text(json.dumps({**stamp(COMMAND), **results}, indent=2))
         print(f"\nwrote {args.o}")
     return 0
 

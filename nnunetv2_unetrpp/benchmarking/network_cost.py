@@ -63,10 +63,17 @@ def network_from_model_folder(model_folder: Path, fold: str,
                               checkpoint_name: str = "checkpoint_final.pth") -> tuple[nn.Module, list[int], int]:
     """The trained network of one fold, rebuilt by nnU-Net's own predictor initialisation (trainer
     lookup, `build_network_architecture` without deep supervision, strict loading of the weights),
-    with its patch size and number of input channels."""
+    with its patch size and number of input channels.
+
+    The predictor unpickles the checkpoint with `weights_only=False`, which would run code a stranger's
+    file carries, so the file must first pass the safe loader (UnsafePickleError otherwise): the
+    predictor then reads the same bytes, which name nothing outside the safe list."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 
+    from nnunetv2_unetrpp.safe_loading import load_checkpoint
+
+    load_checkpoint(Path(model_folder) / f"fold_{fold}" / checkpoint_name)
     predictor = nnUNetPredictor(device=torch.device("cpu"), verbose=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(model_folder), (fold,), checkpoint_name)
     network = getattr(predictor.network, "_orig_mod", predictor.network)  # unwrap torch.compile (nnUNet_compile)

@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -18,6 +19,9 @@ from nnunetv2_unetrpp.compare.inputs import (attach_model_folders, check_output_
                                              reader_class, select_cases)
 from nnunetv2_unetrpp.compare.labels import labels_from_dataset_json, labels_from_values
 from nnunetv2_unetrpp.compare.protocols import PROTOCOLS
+from nnunetv2_unetrpp.own_output import check_replaceable, mark_folder
+
+COMMAND = "nnUNetv2_unetrpp_compare"
 
 #: Where summary.json's numbers are defined: written once, in the metrics and cost modules' docstrings.
 METRIC_DEFINITIONS = "nnunetv2_unetrpp/compare/metrics.py (module docstring); see also docs/COMPARE.md"
@@ -26,7 +30,7 @@ COST_DEFINITIONS = "nnunetv2_unetrpp/compare/cost.py and benchmarking/network_co
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command-line arguments."""
-    p = argparse.ArgumentParser(prog="nnUNetv2_unetrpp_compare", description=(
+    p = argparse.ArgumentParser(prog=COMMAND, description=(
         "Compare segmentations of several methods against references: per-case Dice, HD95 (mm and voxels) and "
         "NSD, statistics, paired Wilcoxon tests against the first method, Markdown tables, box plots and, for "
         "trained nnU-Net model folders, model cost."))
@@ -34,7 +38,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("-pred", required=True, nargs="+", metavar="NAME=DIR",
                    help="prediction folders; DIR may be an nnU-Net model folder or fold_X folder (its validation "
                         "predictions are used). The first method is the baseline of the Wilcoxon tests")
-    p.add_argument("-o", required=True, type=Path, help="output folder (must not be an input folder)")
+    p.add_argument("-o", required=True, type=Path, help="output folder (new or empty; must not be an input folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder that this command wrote earlier")
     p.add_argument("-models", nargs="+", default=[], metavar="NAME=DIR",
                    help="trained nnU-Net model folders (TRAINER__PLANS__CONFIGURATION or fold_X) of methods whose "
                         "-pred is a plain prediction folder: for model cost and learning curves")
@@ -100,6 +105,7 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
                         + [f for m in methods for f in m.prediction_folders]
                         + [m.model_folder for m in methods if m.model_folder is not None]
                         + ([args.images] if args.images is not None else []))
+    check_replaceable(args.o, args.overwrite, COMMAND, what="output folder")
     cases, warnings = select_cases(references, methods, args.subset, args.allow_extra)
     images = image_files(args.images, cases, file_ending) if args.images is not None else None
 
@@ -130,7 +136,10 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     summary = build_summary(cases, names, results, labels, _settings(args, file_ending, reader, labels.ignore_label),
                             info, warnings)
     try:
+        if args.o.is_dir() and any(args.o.iterdir()):  # an earlier comparison (check_replaceable above)
+            shutil.rmtree(args.o)
         args.o.mkdir(parents=True, exist_ok=True)
+        mark_folder(args.o, COMMAND)
     except OSError as e:
         raise CompareError(f"cannot create output folder {args.o}: {e}") from None
     figures = write_box_plots(summary, args.o)

@@ -4,12 +4,11 @@ Everything the demo and nnU-Net write goes below this folder (nnU-Net's three da
 of matplotlib and torch included), so a demo run never touches the user's nnU-Net set-up. Without
 -o, each run gets a new folder (`nnunetv2_unetrpp_demo`, then `nnunetv2_unetrpp_demo_2`, ...), so
 earlier results are kept. A non-empty folder named with -o is only reused with --overwrite, and only
-if a marker file shows it is an earlier demo run: the demo never deletes anything it did not create.
+if it is an earlier demo run (`own_output.py`'s rule): the demo never deletes anything it did not create.
 """
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -17,8 +16,9 @@ from pathlib import Path
 
 from nnunetv2_unetrpp.command_line import UserError
 from nnunetv2_unetrpp.env import ext_trainer_value
+from nnunetv2_unetrpp.own_output import MARKER, check_replaceable, mark_folder
 
-MARKER = "nnunetv2_unetrpp_demo.json"
+COMMAND = "nnUNetv2_unetrpp_demo"
 #: The output folder of the first run without -o; later runs append _2, _3, ...
 DEFAULT_OUTPUT = Path("nnunetv2_unetrpp_demo")
 DATASET_ID = 901
@@ -80,19 +80,15 @@ def prepare(root: Path, overwrite: bool, settings: dict) -> Workspace:
     root = root.expanduser().absolute()
     if root.exists() and not root.is_dir():
         raise OutputFolderError(f"output path {root} exists and is not a folder")
+    try:
+        check_replaceable(root, overwrite, COMMAND, what="output folder")
+    except UserError as e:
+        raise OutputFolderError(str(e)) from None
     if root.is_dir() and any(root.iterdir()):
-        if not overwrite:
-            raise OutputFolderError(
-                f"output folder {root} is not empty. Choose another one with -o, or pass --overwrite to replace "
-                "an earlier demo run there")
-        if not (root / MARKER).is_file():
-            raise OutputFolderError(
-                f"output folder {root} is not empty and holds no {MARKER}, so it is not an earlier demo run; "
-                "--overwrite only replaces demo runs. Choose another folder with -o")
         shutil.rmtree(root)
     for folder in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "logs", ".cache"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    (root / MARKER).write_text(json.dumps(settings, indent=2))
+    mark_folder(root, COMMAND, settings=settings)
     return Workspace(root)
 
 
