@@ -64,7 +64,11 @@ def test_plans_get_geometry_and_a_fitting_patch_before_nnunet_records_them(plans
     original = copy.deepcopy(plans)
     notes = prepare_configuration(plans, "cfg")
     config = plans["configurations"]["cfg"]
-    assert config["unetrpp"]["stem_stride"] == [1, 4, 4]
+    assert "unetrpp" not in config
+    assert config["architecture"]["network_class_name"] == "nnunetv2_unetrpp.network_architecture.unetr_pp.UNETRPP"
+    # nnU-Net's convention: full resolution, stem, three downsamplings
+    assert config["architecture"]["arch_kwargs"]["strides"] == [[1, 1, 1], [1, 4, 4], [2, 2, 2], [2, 2, 2], [1, 1, 1]]
+    assert config["architecture"]["arch_kwargs"]["patch_size"] == [20, 96, 96]
     assert config["patch_size"] == [20, 96, 96]  # multiples of the total stride (4, 16, 16), rounded down
     assert any("changed to [20, 96, 96]" in n for n in notes)
     assert original["configurations"]["cfg"]["patch_size"] == [20, 100, 100]
@@ -82,8 +86,8 @@ def test_tiny_patch_is_grown_to_one_token_never_zero(plans_with):
 def test_cascade_configuration_inherits_and_gets_its_own_geometry(plans_with):
     plans = plans_with((16, 32, 32), [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]])
     prepare_configuration(plans, "cascade")
-    assert plans["configurations"]["cascade"]["unetrpp"]["stem_stride"] == [4, 4, 4]
-    assert "unetrpp" not in plans["configurations"]["cfg"]
+    assert plans["configurations"]["cascade"]["architecture"]["arch_kwargs"]["strides"][1] == [4, 4, 4]
+    assert "UNETRPP" not in plans["configurations"]["cfg"]["architecture"]["network_class_name"]
 
 
 @pytest.mark.parametrize("trainer_cls", [nnUNetTrainerUNETRPP, nnUNetTrainerUNETRPPNoDeepSupervision])
@@ -143,15 +147,17 @@ def test_synapse_geometry_variant_accepts_converted_official_weights(plans_with)
 
 def test_plans_of_version_0_1_0_rebuild_the_network(plans_with):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from nnunetv2_unetrpp.trainers.plans_geometry import PLANS_KEY
     plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2]])
-    prepare_configuration(plans, "cfg")
-    arch = plans["configurations"]["cfg"][PLANS_KEY]
-    del arch["share_ef_projection"]
-    arch["share_kv_projection"] = False  # the 0.1.0 name; two projections
+    # the private record of versions <= 0.2.0, next to the CNN's architecture block, with the 0.1.0 name
+    plans["configurations"]["cfg"]["unetrpp"] = {
+        "feature_size": 16, "dims": [32, 64, 128, 256], "depths": [3, 3, 3, 3], "decoder_depth": 3, "num_heads": 4,
+        "proj_sizes": [64, 64, 64, 32], "decoder_proj_size": 64, "attn_drop": 0.15, "num_conv_blocks": 1,
+        "share_kv_projection": False, "projection_bias": True, "fusion": "concat", "spatial_layout": "corrected",
+        "stem_stride": [2, 4, 4], "strides": [[2, 2, 2], [1, 1, 1], [1, 1, 1]]}
     manager = PlansManager(plans)
     network = nnUNetTrainerUNETRPP.build_network_architecture(manager, manager.get_configuration("cfg"), 2, 3, False)
     assert network.encoder.stages[0][0].attention.f_proj is not None
+    assert network.stem_stride == (2, 4, 4) and network.strides == [(2, 2, 2), (1, 1, 1), (1, 1, 1)]
 
 
 def test_synapse_geometry_variant_refuses_a_2d_configuration(plans_with):
