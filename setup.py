@@ -28,6 +28,8 @@ setup(
             "nnUNetv2_unetrpp_compare=nnunetv2_unetrpp.compare.cli:main",
             "nnUNetv2_unetrpp_demo=nnunetv2_unetrpp.demo.cli:main",
             "nnUNetv2_unetrpp_benchmark=nnunetv2_unetrpp.benchmarking.cli:main",
+            "nnUNetv2_unetrpp_plan_experiment=nnunetv2_unetrpp.planner:main",
+            "nnUNetv2_unetrpp_plan_and_preprocess=nnunetv2_unetrpp.planner:plan_and_preprocess",
         ],
     },
 )

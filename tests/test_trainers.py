@@ -3,6 +3,7 @@ regions and the ignore label, and the errors users can run into."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from nnunetv2_unetrpp.trainers import (
     nnUNetTrainerUNETRPP_SynapseGeometry,
     nnUNetTrainerUNETRPPNoDeepSupervision,
 )
-from nnunetv2_unetrpp.trainers.plans_geometry import prepare_configuration, strides_from_pooling
+from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP
+from nnunetv2_unetrpp.trainers.plans_geometry import architecture_block, prepare_configuration, strides_from_pooling
 from reference_fixtures import load_reference, official_state_dict
 
 
@@ -307,3 +309,89 @@ def test_adamw_variant_warms_up_then_decays(plans_with):
     assert lrs[0] == pytest.approx(3e-4 / 50) and lrs[1] == pytest.approx(3e-4 * 25 / 50)
     assert lrs[2] == pytest.approx(3e-4) and lrs[3] == pytest.approx(3e-4)
     assert lrs[4] == pytest.approx(3e-4 * 0.5 ** 0.9) and 0 < lrs[5] < 1e-5
+
+
+#: a small UNETR++ for the tests of plans that name the network (the planner's arch_kwargs, smaller)
+SMALL = dict(feature_size=8, dims=[8, 16, 16, 32], depths=[1, 1, 1, 1], decoder_depth=1, proj_sizes=[8, 8, 8, 8],
+             decoder_proj_size=8)
+
+
+def unetrpp_plans(plans: dict, configuration: str = "cfg") -> dict:
+    """`plans` with `configuration` as the UNETR++ planner writes it: the architecture block names UNETRPP."""
+    config = plans["configurations"][configuration]
+    stem, strides = strides_from_pooling(config["architecture"]["arch_kwargs"]["strides"])
+    config["architecture"] = architecture_block(config["patch_size"], stem, strides, **SMALL)
+    return plans
+
+
+def recorded_network(trainer, configuration: str, deep_supervision: bool = False):
+    """nnU-Net's get_network_from_plans on the plans.json nnU-Net writes for `trainer` (its plans, through JSON)."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    manager = PlansManager(json.loads(json.dumps(trainer.plans_manager.plans)))
+    config = manager.get_configuration(configuration)
+    channels = determine_num_input_channels(manager, config, trainer.dataset_json)
+    heads = manager.get_label_manager(trainer.dataset_json).num_segmentation_heads
+    return get_network_from_plans(config.network_arch_class_name, config.network_arch_init_kwargs,
+                                  config.network_arch_init_kwargs_req_import, channels, heads,
+                                  deep_supervision=deep_supervision), config
+
+
+@pytest.mark.parametrize("configuration", ["cfg", "cascade"])
+@pytest.mark.parametrize("patch, pooling", [
+    ((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]),
+    ((32, 48), [[1, 1], [2, 2], [2, 2], [2, 2], [2, 1]]),
+], ids=["3d", "2d"])
+@pytest.mark.parametrize("source", ["planner", "stock"])
+def test_recorded_plans_build_the_trained_network(plans_with, source, patch, pooling, configuration):
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    plans = plans_with(patch, pooling)
+    trainers = [nnUNetTrainerUNETRPP]
+    if source == "planner":
+        unetrpp_plans(plans)
+        trainers.append(nnUNetTrainer)  # nnU-Net's own trainer trains the planner's plans
+    for trainer_cls in trainers:
+        trainer = make_trainer(trainer_cls, copy.deepcopy(plans), LABELS, configuration)
+        trainer.initialize()
+        network, config = recorded_network(trainer, configuration)
+        network.load_state_dict(trainer.network.state_dict(), strict=True)
+        assert type(network) is type(trainer.network) is UNETRPP
+        assert network.patch_size == tuple(config.patch_size) == tuple(trainer.configuration_manager.patch_size)
+        assert "unetrpp" not in config.configuration
+        if source == "planner":  # the planner's network and patch, nothing rounded at training time
+            assert list(config.patch_size) == list(patch)
+            assert network.encoder.stem[0].out_channels == SMALL["dims"][0]
+
+
+def test_stock_trainer_supervises_the_network_scales_with_the_papers_weights(plans_with):
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    plans = unetrpp_plans(plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]))
+    trainer = make_trainer(nnUNetTrainer, plans, LABELS)
+    trainer.initialize()
+    network = trainer.network
+    scales = trainer._get_deep_supervision_scales()
+    assert scales[:3] == [[1 / s for s in stride] for stride in network.output_strides]
+    weights = np.array(trainer.loss.weight_factors)
+    np.testing.assert_allclose(weights[:3], DEEP_SUPERVISION_WEIGHTS)
+    assert weights[3:].sum() == 0  # nnU-Net's fourth target has no head
+    x = torch.randn(2, 2, 8, 32, 32)
+    seg = torch.from_numpy(np.random.default_rng(0).integers(0, 3, (2, 1, 8, 32, 32)))
+    targets = [torch.nn.functional.interpolate(seg.float(), scale_factor=s, mode="nearest").long() for s in scales]
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        losses.append(float(trainer.train_step({"data": x, "target": targets})["loss"]))
+    assert np.isfinite(losses).all() and losses[0] > losses[1], losses
+
+
+def test_planner_plans_keep_their_geometry_in_a_unetrpp_trainer(plans_with):
+    plans = unetrpp_plans(plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]))
+    before = copy.deepcopy(plans["configurations"]["cfg"]["architecture"])
+    notes = prepare_configuration(plans, "cfg")
+    assert plans["configurations"]["cfg"]["architecture"] == before
+    assert not any("changed" in n for n in notes)
+    prepare_configuration(plans, "cfg", {"spatial_layout": "official"})  # a variant changes one thing
+    after = plans["configurations"]["cfg"]["architecture"]["arch_kwargs"]
+    assert after["spatial_layout"] == "official" and after["dims"] == SMALL["dims"]

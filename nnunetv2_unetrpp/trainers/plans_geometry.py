@@ -87,7 +87,7 @@ def architecture_block(patch_size: Sequence[int], stem_stride: Sequence[int], st
         "block_norm_op": _path(get_matching_batchnorm(conv_op)), "block_norm_op_kwargs": {"eps": 1e-5, "momentum": 0.1},
         "nonlin": _path(nn.LeakyReLU), "nonlin_kwargs": {"negative_slope": 1e-2, "inplace": True},
         "dropout_op": _path(get_matching_dropout(dimension=ndim)),
-        **_json({**DEFAULT_ARCHITECTURE, **hyperparameters}),
+        **{k: _json(v) for k, v in {**DEFAULT_ARCHITECTURE, **hyperparameters}.items()},
     }
     return {"network_class_name": NETWORK_CLASS_NAME, "arch_kwargs": arch_kwargs, "_kw_requires_import": list(OPS)}
 
@@ -111,7 +111,7 @@ def geometry(arch_kwargs: dict) -> tuple[list[int], list[int], list[list[int]]]:
 
 def hyperparameters(arch_kwargs: dict) -> dict:
     """The architecture hyperparameters of a UNETR++ block's arch_kwargs (defaults filled in)."""
-    return _json({**DEFAULT_ARCHITECTURE, **{k: v for k, v in arch_kwargs.items() if k in DEFAULT_ARCHITECTURE}})
+    return {k: _json(arch_kwargs.get(k, default)) for k, default in DEFAULT_ARCHITECTURE.items()}
 
 
 def strides_from_pooling(pool_op_kernel_sizes: Sequence[Sequence[int]]) -> tuple[list[int], list[list[int]]]:
