@@ -137,7 +137,8 @@ def test_patch_size_and_network_are_the_variants(v1):
         plans, configuration, 1, 4, enable_deep_supervision=False)
     official = build_official_variant("acdc", deep_supervision=False)
     assert repr(network) == repr(official)
-    assert configuration.configuration["unetrpp"]["spatial_layout"] == "official"
+    assert configuration.network_arch_init_kwargs["spatial_layout"] == "official"
+    assert "unetrpp" not in configuration.configuration
 
 
 def test_v2_preprocessing_matches_v1(v1):
