@@ -40,7 +40,7 @@ def legacy_checkpoint() -> dict:
     return checkpoint
 
 
-def test_legacy_plans_rebuild_the_trained_network():
+def test_legacy_plans_rebuild_the_trained_network(tmp_path):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP_smoke
@@ -54,6 +54,10 @@ def test_legacy_plans_rebuild_the_trained_network():
     checkpoint = legacy_checkpoint()
     network.load_state_dict(checkpoint["network_weights"], strict=True)
     assert network.stem_stride == (2, 4, 4) and network.patch_size == (8, 24, 24)
+    path = tmp_path / "checkpoint_final.pth"
+    torch.save(checkpoint, path)
+    source = read_source(path, trust_pickles=True)  # transfer_weights reads the plans recorded in the checkpoint
+    assert source.network.patch_size == (8, 24, 24) and source.architecture["spatial_layout"] == "corrected"
 
 
 @pytest.mark.slow
