@@ -12,7 +12,7 @@ factor covers what the count leaves out (the loss, backward's transient gradient
 slack); it is measured, per network family, against the peak tensor memory of a real training step
 on CPU in fp32, side by side with nnU-Net's planned PlainConvUNet:
 
-    python -m nnunetv2_unetrpp.benchmarking.memory -o docs/memory_calibration.json
+    python -m nnunetv2_unetrpp.benchmarking.memory -o docs/memory_calibration_cpu.json
 
 prints the fitted factors and the table of estimate against measurement (docs/BENCHMARKS.md).
 """
@@ -28,8 +28,8 @@ from torch import nn
 STATE_COPIES = 3
 #: measured peak / counted activations, fitted by `python -m nnunetv2_unetrpp.benchmarking.memory`
 #: (CPU, fp32, nnU-Net's training step); the planner uses both, so only their ratio carries to a GPU.
-UNETRPP_ACTIVATION_FACTOR = 1.0
-PLAIN_CNN_ACTIVATION_FACTOR = 1.0
+UNETRPP_ACTIVATION_FACTOR = 1.055
+PLAIN_CNN_ACTIVATION_FACTOR = 1.182
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 measured peak of real training steps: UNETR++ and nnU-Net's planned PlainConvUNet, side by side in one run.
 
     python -m nnunetv2_unetrpp.benchmarking.memory [-o FILE.json] [--threads N]
+    python -m nnunetv2_unetrpp.benchmarking.memory --table FILE.json   # the table again, with today's constants
 
 Measured: the peak of live tensor memory (every storage an operation creates, forward, backward and
 optimizer, freed when its last reference goes) over nnU-Net's training step (`training_step.py`),
@@ -145,8 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nnunetv2_unetrpp.benchmarking.memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("-o", type=Path, help="write the measurements as JSON to this file")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--table", type=Path, help="print the table of measurements written by -o, measuring nothing")
     args = parser.parse_args(argv)
-    rows = run(args.threads)
+    rows = json.loads(args.table.read_text()) if args.table else run(args.threads)
     print(f"fitted: UNETRPP_ACTIVATION_FACTOR = {fit(rows, 'unetrpp'):.3f}, "
           f"PLAIN_CNN_ACTIVATION_FACTOR = {fit(rows, 'cnn'):.3f} (memory_estimate.py)")
     print(table(rows))

@@ -11,7 +11,7 @@ nnU-Net reads them as `pool_op_kernel_sizes` and derives its deep-supervision ta
 heads (`UNETRPP.output_strides`) take the first three, and nnU-Net's halving loss weights over four
 targets (the last one 0) give them 4/7, 2/7, 1/7: the paper's weights.
 
-Stock plans (nnU-Net's CNN) get UNETR++ by a rule (docs/ARCHITECTURE.md, "Geometry from the plan"):
+Stock plans (nnU-Net's CNN) get UNETR++ by a rule (docs/ARCHITECTURE.md, "Geometry from nnU-Net's pooling"):
 nnU-Net's downsampling steps `pool_op_kernel_sizes[1:]` (padded with 1s to five steps) map onto
 UNETR++'s five: the stem is the product of the first two steps, the three downsamplings are steps
 three to five. Thick-slice data, where nnU-Net does not pool along z at first, so gets an
