@@ -210,10 +210,9 @@ def target_network(dataset: str, configuration: str, trainer_name: str, plans_id
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP
+    from nnunetv2_unetrpp.trainers.plans_geometry import names_unetrpp
 
     trainer = _find_trainer(trainer_name)
-    if not issubclass(trainer, nnUNetTrainerUNETRPP):
-        raise UserError(f"{trainer_name} is not a UNETR++ trainer (a subclass of nnUNetTrainerUNETRPP)")
     if nnUNet_preprocessed is None:
         raise UserError("nnUNet_preprocessed is not set: export it as for nnUNetv2_train")
     try:
@@ -233,10 +232,16 @@ def target_network(dataset: str, configuration: str, trainer_name: str, plans_id
     if not data.is_dir():
         raise UserError(f"{name} {configuration} is planned but not preprocessed ({data} is missing): run "
                         f"nnUNetv2_preprocess -d {dataset} -c {configuration} -plans_name {plans_identifier}")
-    try:
-        trainer.prepare_plans(plans, configuration)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    if not issubclass(trainer, nnUNetTrainerUNETRPP):  # a stock trainer builds what the plans name
+        if not names_unetrpp(manager.get_configuration(configuration).configuration):
+            raise UserError(f"{trainer_name} is not a UNETR++ trainer (a subclass of nnUNetTrainerUNETRPP) and "
+                            f"{plans_identifier} {configuration} does not name UNETR++: plan with "
+                            "nnUNetv2_unetrpp_plan_experiment or choose a UNETR++ trainer")
+    else:
+        try:
+            trainer.prepare_plans(plans, configuration)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     manager = PlansManager(plans)
     config = manager.get_configuration(configuration)
     with torch.device(device):

@@ -363,3 +363,20 @@ def test_each_published_variant_moves_into_its_architecture_trainer(variant, pre
     assert {r["tensor"]: r["action"] for r in records}["encoder.stem.0.weight"].endswith("channel-adapted")
     missing, unexpected = target.load_state_dict(weights, strict=False)
     assert not unexpected and all(".seg_layers." in k for k in missing)
+
+
+@pytest.mark.parametrize("trainer", ["nnUNetTrainer", "nnUNetTrainerUNETRPP_tinyTest"])
+def test_target_is_the_network_the_planner_plans_name(preprocessed, trainer):
+    """Plans of the UNETR++ planner: any trainer (nnU-Net's own included) builds the network they name, untouched."""
+    from nnunetv2_unetrpp.transfer_weights import target_network
+
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    plans["plans_name"] = "nnUNetUNETRPPPlans"
+    plans["configurations"]["3d_fullres"]["patch_size"] = [32, 64, 64]
+    plans["configurations"]["3d_fullres"]["architecture"] = architecture_block(
+        [32, 64, 64], [2, 4, 4], [[2, 2, 2], [2, 2, 2], [1, 2, 2]], **TINY_UNETRPP)
+    (preprocessed / "nnUNetUNETRPPPlans.json").write_text(json.dumps(plans))
+    network, architecture, _ = target_network("Dataset777_Tiny", "3d_fullres", trainer, "nnUNetUNETRPPPlans")
+    assert network.patch_size == (32, 64, 64) and network.stem_stride == (2, 4, 4)
+    assert network.strides == [(2, 2, 2), (2, 2, 2), (1, 2, 2)]
+    assert architecture["dims"] == list(TINY_UNETRPP["dims"])
