@@ -141,7 +141,8 @@ def _arguments(prog: str, preprocess: bool, argv: Sequence[str] | None) -> argpa
     if preprocess:
         parser.add_argument("-c", nargs="+", default=["2d", "3d_fullres", "3d_lowres"],
                             help="configurations to preprocess (default: 2d 3d_fullres 3d_lowres)")
-        parser.add_argument("-np", type=int, default=None, help="preprocessing processes (nnU-Net's default)")
+        parser.add_argument("-np", type=int, default=None,
+                            help="processes for the fingerprint and the preprocessing (nnU-Net's defaults)")
         parser.add_argument("--verify_dataset_integrity", action="store_true", help="check the raw dataset first")
     args = parser.parse_args(argv)
     if args.gpu_memory_target <= 0:
@@ -185,7 +186,9 @@ def plan_and_preprocess(argv: Sequence[str] | None = None) -> None:
     from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, preprocess
 
     args = _arguments("nnUNetv2_unetrpp_plan_and_preprocess", True, argv)
-    extract_fingerprints(args.d, check_dataset_integrity=args.verify_dataset_integrity)
+    # an existing fingerprint is kept, as nnUNetv2_plan_and_preprocess keeps it without --clean
+    extract_fingerprints(args.d, num_processes=args.np or default_num_processes,
+                         check_dataset_integrity=args.verify_dataset_integrity, clean=False)
     plans_name = _plan(args)
     processes = [args.np or (4 if c == "3d_lowres" else default_num_processes) for c in args.c]
     preprocess(args.d, plans_name, configurations=args.c, num_processes=processes)
