@@ -43,15 +43,40 @@ def plans_name_for(gpu_memory_target_gb: float) -> str:
     return f"{PLANS_NAME}_{gpu_memory_target_gb:g}G"
 
 
+class UnplannedConfiguration(ValueError):
+    """A configuration was asked for that nnU-Net does not plan for the dataset."""
+
+
 class nnUNetPlannerUNETRPP(ExperimentPlanner):
     """nnU-Net's planner, with UNETR++ sized for `gpu_memory_target_in_gb` (see the module doc)."""
 
     def __init__(self, dataset_name_or_id, gpu_memory_target_in_gb: float = DEFAULT_GPU_MEMORY_GB,
                  preprocessor_name: str = "DefaultPreprocessor", plans_name: str | None = None,
-                 overwrite_target_spacing=None, suppress_transpose: bool = False):
+                 overwrite_target_spacing=None, suppress_transpose: bool = False,
+                 configurations: Sequence[str] | None = None):
+        """`configurations`: write only these (and the ones they inherit from or follow); None: all."""
         super().__init__(dataset_name_or_id, gpu_memory_target_in_gb, preprocessor_name,
                          plans_name or plans_name_for(gpu_memory_target_in_gb), overwrite_target_spacing,
                          suppress_transpose)
+        self.configurations = configurations
+
+    def save_plans(self, plans: dict) -> None:
+        if self.configurations is not None:
+            planned = plans["configurations"]
+            missing = [c for c in self.configurations if c not in planned]
+            if missing:
+                raise UnplannedConfiguration(f"{self.dataset_name} has no configuration {', '.join(missing)} (nnU-Net plans "
+                                 f"3d_lowres and the cascade only for large images); planned: {sorted(planned)}")
+            keep, todo = set(), list(self.configurations)
+            while todo:
+                name = todo.pop()
+                keep.add(name)
+                todo += [planned[name][k] for k in ("inherits_from", "previous_stage") if k in planned[name]]
+            plans["configurations"] = {name: c for name, c in planned.items() if name in keep}
+            for configuration in plans["configurations"].values():
+                if configuration.get("next_stage") not in keep:
+                    configuration.pop("next_stage", None)
+        super().save_plans(plans)
 
     def generate_data_identifier(self, configuration_name: str) -> str:
         # nnU-Net's spacing for 2d and 3d_fullres: nnUNetPlans' preprocessed data serves (as for ResEnc)
@@ -140,7 +165,12 @@ def _arguments(prog: str, preprocess: bool, argv: Sequence[str] | None) -> argpa
                         f"e.g. {plans_name_for(24)})")
     if preprocess:
         parser.add_argument("-c", nargs="+", default=["2d", "3d_fullres", "3d_lowres"],
-                            help="configurations to preprocess (default: 2d 3d_fullres 3d_lowres)")
+                            help="configurations to preprocess (default: 2d 3d_fullres 3d_lowres; every configuration "
+                            "nnU-Net plans is planned)")
+    else:
+        parser.add_argument("-c", nargs="+", default=None,
+                            help="plan only these configurations (and those they inherit from or follow); "
+                            "default: all that nnU-Net plans")
         parser.add_argument("-np", type=int, default=None,
                             help="processes for the fingerprint and the preprocessing (nnU-Net's defaults)")
         parser.add_argument("--verify_dataset_integrity", action="store_true", help="check the raw dataset first")
@@ -150,9 +180,8 @@ def _arguments(prog: str, preprocess: bool, argv: Sequence[str] | None) -> argpa
     return args
 
 
-def _plan(args: argparse.Namespace) -> str:
+def _plan(args: argparse.Namespace, configurations: Sequence[str] | None) -> str:
     from batchgenerators.utilities.file_and_folder_operations import isfile, join
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
@@ -166,8 +195,13 @@ def _plan(args: argparse.Namespace) -> str:
             raise UserError(f"dataset {dataset} is not in nnUNet_raw/nnUNet_preprocessed: {e}") from None
         if not isfile(join(nnUNet_preprocessed, name, "dataset_fingerprint.json")):
             raise UserError(f"dataset {name} has no fingerprint: run nnUNetv2_extract_fingerprint -d {dataset} first")
-        _, plans_name = plan_experiment_dataset(dataset, nnUNetPlannerUNETRPP, args.gpu_memory_target,
-                                                overwrite_plans_name=args.overwrite_plans_name)
+        planner = nnUNetPlannerUNETRPP(dataset, args.gpu_memory_target, plans_name=args.overwrite_plans_name,
+                                       configurations=configurations)
+        try:
+            planner.plan_experiment()
+        except UnplannedConfiguration as e:
+            raise UserError(str(e)) from None
+        plans_name = planner.plans_identifier
         print(f"{name}: UNETR++ plans {plans_name} (GPU memory target {args.gpu_memory_target:g} GB)")
     return plans_name
 
@@ -175,7 +209,8 @@ def _plan(args: argparse.Namespace) -> str:
 @command
 def main(argv: Sequence[str] | None = None) -> None:
     """nnUNetv2_unetrpp_plan_experiment: run after nnUNetv2_extract_fingerprint, as nnUNetv2_plan_experiment."""
-    plans_name = _plan(_arguments("nnUNetv2_unetrpp_plan_experiment", False, argv))
+    args = _arguments("nnUNetv2_unetrpp_plan_experiment", False, argv)
+    plans_name = _plan(args, args.c)
     print(f"next: nnUNetv2_preprocess -d ... -plans_name {plans_name}; nnUNetv2_train ... -p {plans_name}")
 
 
@@ -189,7 +224,7 @@ def plan_and_preprocess(argv: Sequence[str] | None = None) -> None:
     # an existing fingerprint is kept, as nnUNetv2_plan_and_preprocess keeps it without --clean
     extract_fingerprints(args.d, num_processes=args.np or default_num_processes,
                          check_dataset_integrity=args.verify_dataset_integrity, clean=False)
-    plans_name = _plan(args)
+    plans_name = _plan(args, None)
     processes = [args.np or (4 if c == "3d_lowres" else default_num_processes) for c in args.c]
     preprocess(args.d, plans_name, configurations=args.c, num_processes=processes)
     print(f"next: nnUNetv2_train DATASET CONFIGURATION FOLD -p {plans_name}")

@@ -97,3 +97,27 @@ def test_planning_without_a_fingerprint_is_one_line(planned, tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "nnUNetv2_extract_fingerprint -d 504" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_plan_and_preprocess_in_one_step(tmp_path):
+    make_toy_dataset(tmp_path / "raw", 505, num_train=5, num_test=0, shape=(8, 24, 24))
+    env = nnunet_env(tmp_path)
+    run(["nnUNetv2_unetrpp_plan_and_preprocess", "-d", "505", "-c", "3d_fullres", "-np", "1",
+         "--verify_dataset_integrity"], env)
+    folder = tmp_path / "preprocessed" / "Dataset505_Toy"
+    plans = json.loads((folder / "nnUNetUNETRPPPlans.json").read_text())
+    assert plans["configurations"]["3d_fullres"]["architecture"]["network_class_name"].endswith(".UNETRPP")
+    assert len(list((folder / "nnUNetPlans_3d_fullres").glob("*.b2nd"))) == 2 * 5  # image and segmentation per case
+
+
+def test_c_plans_only_the_configurations_asked_for(planned):
+    _, root, env = planned
+    run(["nnUNetv2_unetrpp_plan_experiment", "-d", str(DATASET), "-c", "3d_cascade_fullres",
+         "-overwrite_plans_name", "cascade_only"], env)
+    plans = json.loads((root / "preprocessed" / NAME / "cascade_only.json").read_text())
+    # the cascade stage, the configuration it inherits from and the stage it follows
+    assert sorted(plans["configurations"]) == ["3d_cascade_fullres", "3d_fullres", "3d_lowres"]
+    exe = Path(sys.executable).with_name("nnUNetv2_unetrpp_plan_experiment")
+    result = subprocess.run([str(exe), "-d", "503", "-c", "3d_fulres"], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 2 and "has no configuration 3d_fulres" in result.stderr
