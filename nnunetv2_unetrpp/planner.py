@@ -167,13 +167,13 @@ def _arguments(prog: str, preprocess: bool, argv: Sequence[str] | None) -> argpa
         parser.add_argument("-c", nargs="+", default=["2d", "3d_fullres", "3d_lowres"],
                             help="configurations to preprocess (default: 2d 3d_fullres 3d_lowres; every configuration "
                             "nnU-Net plans is planned)")
+        parser.add_argument("-np", type=int, default=None,
+                            help="processes for the fingerprint and the preprocessing (nnU-Net's defaults)")
+        parser.add_argument("--verify_dataset_integrity", action="store_true", help="check the raw dataset first")
     else:
         parser.add_argument("-c", nargs="+", default=None,
                             help="plan only these configurations (and those they inherit from or follow); "
                             "default: all that nnU-Net plans")
-        parser.add_argument("-np", type=int, default=None,
-                            help="processes for the fingerprint and the preprocessing (nnU-Net's defaults)")
-        parser.add_argument("--verify_dataset_integrity", action="store_true", help="check the raw dataset first")
     args = parser.parse_args(argv)
     if args.gpu_memory_target <= 0:
         raise UserError(f"-gpu_memory_target must be positive, got {args.gpu_memory_target}")
