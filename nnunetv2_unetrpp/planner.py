@@ -65,8 +65,9 @@ class nnUNetPlannerUNETRPP(ExperimentPlanner):
             planned = plans["configurations"]
             missing = [c for c in self.configurations if c not in planned]
             if missing:
-                raise UnplannedConfiguration(f"{self.dataset_name} has no configuration {', '.join(missing)} (nnU-Net plans "
-                                 f"3d_lowres and the cascade only for large images); planned: {sorted(planned)}")
+                raise UnplannedConfiguration(
+                    f"{self.dataset_name} has no configuration {', '.join(missing)} (nnU-Net plans 3d_lowres and the "
+                    f"cascade only for large images); planned: {sorted(planned)}")
             keep, todo = set(), list(self.configurations)
             while todo:
                 name = todo.pop()
@@ -136,9 +137,10 @@ class nnUNetPlannerUNETRPP(ExperimentPlanner):
             axis = int(np.argmax(np.asarray(patch) / median))
             smaller = list(patch)
             smaller[axis] -= divisor[axis]
-            smaller[axis] -= fitted(smaller)[2][axis] - divisor[axis] if smaller[axis] > 0 else 0
             if smaller[axis] <= 0:
                 break  # nothing smaller fits the topology: the smallest patch, at the minimum batch
+            # the smaller patch may have a smaller divisor (224 after 256): step by that one, as nnU-Net does
+            smaller[axis] = patch[axis] - fitted(smaller)[2][axis]
             patch, pools, divisor = fitted(smaller)
 
         per_sample = memory_estimate.UNETRPP_ACTIVATION_FACTOR * count.activation_bytes_per_sample
