@@ -32,6 +32,8 @@ setup(
             "nnUNetv2_unetrpp_convert_acdc=nnunetv2_unetrpp.paper_datasets:main_acdc",
             "nnUNetv2_unetrpp_convert_lung=nnunetv2_unetrpp.paper_datasets:main_lung",
             "nnUNetv2_unetrpp_convert_brats=nnunetv2_unetrpp.paper_datasets:main_brats",
+            "nnUNetv2_unetrpp_plan_experiment=nnunetv2_unetrpp.planner:main",
+            "nnUNetv2_unetrpp_plan_and_preprocess=nnunetv2_unetrpp.planner:plan_and_preprocess",
         ],
     },
 )

@@ -31,17 +31,17 @@ from nnunetv2_unetrpp.network_architecture.official_checkpoint import (
     identify_official_variant,
     state_dict_aliases,
 )
-from nnunetv2_unetrpp.network_architecture.official_variants import official_network_kwargs
 from nnunetv2_unetrpp.network_architecture.transformer_block import TransformerBlock
 from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP, current_state_dict_name
 from nnunetv2_unetrpp.own_output import STAMP_KEY, check_replaceable, stamp
 from nnunetv2_unetrpp.safe_loading import TRUST_PICKLES_HELP, UnsafePickleError, load_checkpoint
+from nnunetv2_unetrpp.trainers.plans_geometry import DEFAULT_ARCHITECTURE, hyperparameters, official_architecture
 
-#: UNETRPP arguments that shape or define the weights apart from the geometry; they must agree.
 COMMAND = "nnUNetv2_unetrpp_transfer_weights"
 
-HYPERPARAMETERS = ("feature_size", "dims", "depths", "decoder_depth", "num_heads", "proj_sizes", "decoder_proj_size",
-                   "num_conv_blocks", "share_ef_projection", "projection_bias", "fusion", "spatial_layout")
+#: UNETRPP hyperparameters that shape or define the weights apart from the geometry (all but the dropout
+#: rates); they must agree.
+HYPERPARAMETERS = tuple(k for k in DEFAULT_ARCHITECTURE if not k.endswith("_drop"))
 
 COPIED, RESAMPLED, CHANNELS, HEADS = "copied", "resampled", "channel-adapted", "left to nnU-Net"
 
@@ -57,17 +57,16 @@ class SourceNetwork:
 
 
 def _hyperparameters(architecture: dict) -> dict:
-    from nnunetv2_unetrpp.trainers.plans_geometry import DEFAULT_ARCHITECTURE
-
-    merged = {**DEFAULT_ARCHITECTURE, **architecture}
-    return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in merged.items() if k in HYPERPARAMETERS}
+    return {k: v for k, v in hyperparameters(architecture).items() if k in HYPERPARAMETERS}
 
 
-def _build(architecture: dict, patch_size: Sequence[int], input_channels: int, num_classes: int) -> UNETRPP:
-    kwargs = {k: v for k, v in architecture.items() if k != "patch_size"}
+def _build(block: dict, input_channels: int, num_classes: int) -> UNETRPP:
+    """The network of an architecture block, on the meta device, by nnU-Net's builder."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
     with torch.device("meta"):
-        return UNETRPP(input_channels, num_classes, list(patch_size),
-                       conv_op=nn.Conv3d if len(patch_size) == 3 else nn.Conv2d, **kwargs)
+        return get_network_from_plans(block["network_class_name"], block["arch_kwargs"], block["_kw_requires_import"],
+                                      input_channels, num_classes)
 
 
 def _channels_and_classes(state_dict: dict) -> tuple[int, int]:
@@ -79,7 +78,7 @@ def read_source(path: Path, trust_pickles: bool = False) -> SourceNetwork:
     checkpoint -> its weights and the network they fit. ValueError says what the file is instead."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunetv2_unetrpp.trainers.plans_geometry import architecture_from_configuration
+    from nnunetv2_unetrpp.trainers.plans_geometry import unetrpp_architecture
 
     checkpoint = load_checkpoint(path, trust_pickles)
     if not isinstance(checkpoint, dict):
@@ -93,14 +92,13 @@ def read_source(path: Path, trust_pickles: bool = False) -> SourceNetwork:
             try:
                 init = checkpoint["init_args"]
                 configuration = PlansManager(init["plans"]).get_configuration(init["configuration"])
-                architecture, patch = architecture_from_configuration(configuration), configuration.patch_size
+                block = unetrpp_architecture(configuration.configuration)
             except (KeyError, TypeError, ValueError, RuntimeError) as e:
                 raise ValueError(f"{path}: the plans recorded in the checkpoint (init_args) cannot be read ({e!r})") from None
             description = (f"{checkpoint.get('trainer_name', 'a UNETR++ trainer')} on "
                            f"{init['plans'].get('dataset_name')}, {init['configuration']}")
         elif "variant" in checkpoint:
-            architecture = official_network_kwargs(checkpoint["variant"])
-            patch = architecture["patch_size"]
+            block = official_architecture(checkpoint["variant"])
             description = f"official {checkpoint['variant']} weights"
         else:
             raise ValueError(f"{path} has network weights but neither nnU-Net's init_args nor a converted official "
@@ -108,19 +106,18 @@ def read_source(path: Path, trust_pickles: bool = False) -> SourceNetwork:
     elif "state_dict" in checkpoint and any("unetr_pp_encoder." in k for k in checkpoint["state_dict"]):
         variant = identify_official_variant(checkpoint)
         state_dict = convert_official_state_dict(checkpoint, variant)
-        architecture = official_network_kwargs(variant)
-        patch = architecture["patch_size"]
+        block = official_architecture(variant)
         description = f"official {variant} checkpoint"
     else:
         raise ValueError(f"{path} is not a UNETR++ checkpoint: it has none of nnU-Net's 'network_weights' nor the "
                          f"official 'state_dict' (keys: {sorted(checkpoint)[:6]})")
-    network = _build(architecture, patch, *_channels_and_classes(state_dict))
+    network = _build(block, *_channels_and_classes(state_dict))
     expected = network.state_dict()
     wrong = [k for k, v in expected.items() if k not in state_dict or state_dict[k].shape != v.shape]
     if wrong:
         raise ValueError(f"{path}: the weights do not fit the network that the file's own record (plans or variant) "
                          f"describes, e.g. {wrong[0]}")
-    return SourceNetwork(state_dict, network, architecture, description)
+    return SourceNetwork(state_dict, network, hyperparameters(block["arch_kwargs"]), description)
 
 
 def _tensor_rules(network: UNETRPP) -> dict[str, tuple[str, tuple | None]]:
@@ -216,11 +213,9 @@ def target_network(dataset: str, configuration: str, trainer_name: str, plans_id
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP
-    from nnunetv2_unetrpp.trainers.plans_geometry import PLANS_KEY
+    from nnunetv2_unetrpp.trainers.plans_geometry import names_unetrpp
 
     trainer = _find_trainer(trainer_name)
-    if not issubclass(trainer, nnUNetTrainerUNETRPP):
-        raise UserError(f"{trainer_name} is not a UNETR++ trainer (a subclass of nnUNetTrainerUNETRPP)")
     if nnUNet_preprocessed is None:
         raise UserError("nnUNet_preprocessed is not set: export it as for nnUNetv2_train")
     try:
@@ -240,17 +235,23 @@ def target_network(dataset: str, configuration: str, trainer_name: str, plans_id
     if not data.is_dir():
         raise UserError(f"{name} {configuration} is planned but not preprocessed ({data} is missing): run "
                         f"nnUNetv2_preprocess -d {dataset} -c {configuration} -plans_name {plans_identifier}")
-    try:
-        trainer.prepare_plans(plans, configuration)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    if not issubclass(trainer, nnUNetTrainerUNETRPP):  # a stock trainer builds what the plans name
+        if not names_unetrpp(manager.get_configuration(configuration).configuration):
+            raise UserError(f"{trainer_name} is not a UNETR++ trainer (a subclass of nnUNetTrainerUNETRPP) and "
+                            f"{plans_identifier} {configuration} does not name UNETR++: plan with "
+                            "nnUNetv2_unetrpp_plan_experiment or choose a UNETR++ trainer")
+    else:
+        try:
+            trainer.prepare_plans(plans, configuration)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     manager = PlansManager(plans)
     config = manager.get_configuration(configuration)
     with torch.device(device):
         network = trainer.build_network_architecture(
             manager, config, determine_num_input_channels(manager, config, dataset_json),
             manager.get_label_manager(dataset_json).num_segmentation_heads, True)
-    return network, dict(config.configuration[PLANS_KEY]), name
+    return network, hyperparameters(config.network_arch_init_kwargs), name
 
 
 def _find_trainer(name: str) -> type:

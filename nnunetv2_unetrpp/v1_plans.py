@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from nnunetv2_unetrpp.network_architecture.official_variants import get_official_variant, official_network_kwargs
-from nnunetv2_unetrpp.trainers.plans_geometry import DEFAULT_ARCHITECTURE, PLANS_KEY
+from nnunetv2_unetrpp.network_architecture.official_variants import get_official_variant
+from nnunetv2_unetrpp.trainers.plans_geometry import official_architecture
 
 CONFIGURATION = "3d_fullres"
 PLANS_NAME = "nnUNetPlans"  # the name nnUNetv2_predict uses when no -p is given
@@ -169,33 +169,18 @@ def labels(dataset_json: dict) -> dict[str, int]:
     return {by_value[v]: v for v in sorted(by_value)}
 
 
-def network_architecture(variant: str) -> tuple[dict, dict]:
-    """(`architecture` block, UNETR++ block) of the official network of `variant`, in the official layout.
-
-    The trainers rebuild the network from the UNETR++ block and the configuration's patch size; the
-    `architecture` block names the same network for tools that read nnU-Net's usual entry.
-    """
-    kwargs = {k: [list(s) for s in v] if k == "strides" else list(v) if isinstance(v, tuple) else v
-              for k, v in official_network_kwargs(variant).items()}
-    unetrpp = {**DEFAULT_ARCHITECTURE, **{k: v for k, v in kwargs.items() if k != "patch_size"}}
-    architecture = {"network_class_name": "nnunetv2_unetrpp.network_architecture.unetr_pp.UNETRPP",
-                    "arch_kwargs": {**unetrpp, "patch_size": kwargs["patch_size"]}, "_kw_requires_import": []}
-    return architecture, unetrpp
-
-
 def v2_plans(plans: dict, variant: str, dataset_name: str) -> dict:
     """The v2 plans.json of an imported model: v1's preprocessing, the variant's network and patch size."""
     stage = fullres_stage(plans)
     median_shape = _values(stage["median_patient_size_in_voxels"], "median_patient_size_in_voxels")
     forward, backward = transposes(plans)
     schemes, masks = normalization(plans)
-    architecture, unetrpp = network_architecture(variant)
     configuration = {
         "data_identifier": f"{PLANS_NAME}_{CONFIGURATION}", "preprocessor_name": "DefaultPreprocessor",
         "batch_size": int(stage["batch_size"]), "patch_size": list(get_official_variant(variant).patch_size),
         "median_image_size_in_voxels": [float(s) for s in median_shape],
         "spacing": target_spacing(plans), "normalization_schemes": schemes, "use_mask_for_norm": masks,
-        **resampling(), "architecture": architecture, "batch_dice": True, PLANS_KEY: unetrpp,
+        **resampling(), "architecture": official_architecture(variant), "batch_dice": True,
     }
     return {
         "dataset_name": dataset_name, "plans_name": PLANS_NAME,

@@ -83,3 +83,19 @@ def run(command: list[str], env: dict, timeout: float = 600) -> subprocess.Compl
 def read_geometry(path: Path) -> tuple:
     image = sitk.ReadImage(str(path))
     return image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
+
+
+def network_of_results_folder(folder: Path, configuration: str, deep_supervision: bool = False):
+    """nnU-Net's `get_network_from_plans` on a results folder's plans.json and dataset.json."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    manager = PlansManager(json.loads((folder / "plans.json").read_text()))
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    config = manager.get_configuration(configuration)
+    return get_network_from_plans(config.network_arch_class_name, config.network_arch_init_kwargs,
+                                  config.network_arch_init_kwargs_req_import,
+                                  determine_num_input_channels(manager, config, dataset_json),
+                                  manager.get_label_manager(dataset_json).num_segmentation_heads,
+                                  deep_supervision=deep_supervision)

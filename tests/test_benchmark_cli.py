@@ -238,3 +238,24 @@ def test_benchmark_replaces_only_its_own_results_file(tmp_path, capsys):
     existing.write_text(json.dumps(stamp("nnUNetv2_unetrpp_benchmark")))
     assert main(["-d", "999", "-c", "3d_fullres", "-o", str(existing), "--overwrite"]) == 2
     assert "was not written by" not in capsys.readouterr().err
+
+
+def test_unetrpp_plans_give_the_named_network_to_any_trainer(monkeypatch):
+    """`-p` with plans of the UNETR++ planner: nnU-Net's own trainer and the UNETR++ trainer measure the same network."""
+    from nnunetv2_unetrpp.benchmarking.network_cost import network_from_plans
+    from nnunetv2_unetrpp.env import ext_trainer_value
+
+    monkeypatch.setenv("nnUNet_extTrainer", ext_trainer_value(""))  # as the benchmark command sets it
+    from nnunetv2_unetrpp.trainers.plans_geometry import architecture_block
+
+    plans = copy.deepcopy(tiny_plans())
+    config = plans["configurations"]["3d_fullres"]
+    config["architecture"] = architecture_block(config["patch_size"], [1, 2, 2], [[2, 2, 2], [1, 1, 1], [1, 1, 1]],
+                                                dims=[8, 16, 16, 32], feature_size=8, proj_sizes=[8, 8, 8, 8])
+    dataset_json = tiny_dataset_json({"background": 0, "a": 1, "b": 2})
+    with torch.device("meta"):
+        stock = network_from_plans(plans, dataset_json, "3d_fullres", "nnUNetTrainer")
+        ours = network_from_plans(plans, dataset_json, "3d_fullres", "nnUNetTrainerUNETRPP")
+    assert type(stock).__name__ == type(ours).__name__ == "UNETRPP"
+    assert list(stock.patch_size) == config["patch_size"] and stock.stem_stride == (1, 2, 2)
+    assert {k: v.shape for k, v in stock.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}

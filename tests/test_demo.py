@@ -221,8 +221,14 @@ def test_quick_demo_end_to_end(tmp_path):
 
     assert (out / "trainers" / "demo_trainers.py").is_file()
     logs = sorted(p.name for p in (out / "logs").iterdir())
-    assert logs == ["02_plan_and_preprocess.log", "03_train_UNETRPP.log", "03_train_nnUNet.log",
-                    "04_predict_UNETRPP.log", "04_predict_nnUNet.log", "05_compare.log"]
+    assert logs == ["02_plan_and_preprocess.log", "03_plan_unetrpp.log", "04_train_UNETRPP.log", "04_train_nnUNet.log",
+                    "05_predict_UNETRPP.log", "05_predict_nnUNet.log", "06_compare.log"]
+    # UNETR++ trained on the UNETR++ planner's plans, which name the network, with nnUNetPlans' preprocessed data
+    from nnunetv2_unetrpp.planner import PLANS_NAME
+    unetrpp_plans = json.loads((out / "nnUNet_results" / DATASET_NAME / f"{UNETRPP_TRAINER}__{PLANS_NAME}__3d_fullres"
+                                / "plans.json").read_text())["configurations"]["3d_fullres"]
+    assert unetrpp_plans["architecture"]["network_class_name"].endswith(".UNETRPP")
+    assert unetrpp_plans["data_identifier"] == "nnUNetPlans_3d_fullres"
     timings = json.loads((out / MARKER).read_text())
     assert timings["total_seconds"] > 0 and {"train_UNETRPP", "train_nnUNet"} <= set(timings["stage_seconds"])
 
@@ -312,9 +318,10 @@ def test_baselines_add_nnunet_with_the_residual_encoder_preset(tmp_path):
     args = parse_args(["--quick", "--baselines", "-o", str(tmp_path / "out")])
     runner = RecordingRunner()
     run_pipeline(args, prepare(args.output, False, {}), runner)
-    plan, plan_resenc, train, predict, compare = runner.stages
+    plan, plan_unetrpp, plan_resenc, train, predict, compare = runner.stages
     n = str(args.num_processes)  # min(2, CPUs) by default
     assert plan["plan_and_preprocess"][-6:] == ["-pl", "ExperimentPlanner", "-np", n, "-npfp", n]
+    assert plan_unetrpp["plan_unetrpp"][0].endswith("nnUNetv2_unetrpp_plan_experiment")
     assert "nnUNetPlannerResEncM" in plan_resenc["plan_and_preprocess_nnUNetPlannerResEncM"]
     assert list(train) == ["train_UNETRPP", "train_nnUNet", "train_nnUNetResEncM"] and list(predict) == [
         "predict_UNETRPP", "predict_nnUNet", "predict_nnUNetResEncM"]
@@ -336,6 +343,6 @@ def test_one_by_one_trains_each_model_on_all_processes(tmp_path):
     runner = RecordingRunner()
     run_pipeline(args, prepare(args.output, False, {}), runner)
     assert [list(stage) for stage in runner.stages] == [
-        ["plan_and_preprocess"], ["train_UNETRPP"], ["train_nnUNet"], ["predict_UNETRPP", "predict_nnUNet"],
+        ["plan_and_preprocess"], ["plan_unetrpp"], ["train_UNETRPP"], ["train_nnUNet"], ["predict_UNETRPP", "predict_nnUNet"],
         ["compare"]]
     assert "torch_threads = 2" in (tmp_path / "out" / "trainers" / "demo_trainers.py").read_text()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from conftest import CreatesFile, write_image_file
@@ -67,6 +68,11 @@ def test_imports_a_model_folder_nnunet_loads(published, tmp_path):
     network = nnUNetTrainerUNETRPP_ACDCArch.build_network_architecture(
         plans, plans.get_configuration("3d_fullres"), 1, 4, enable_deep_supervision=False)
     network.load_state_dict(checkpoint["network_weights"])  # strict, as nnU-Net's predictor loads it
+    config = plans.get_configuration("3d_fullres")
+    from_plans = get_network_from_plans(config.network_arch_class_name, config.network_arch_init_kwargs,
+                                        config.network_arch_init_kwargs_req_import, 1, 4, deep_supervision=False)
+    from_plans.load_state_dict(checkpoint["network_weights"], strict=True)  # nnU-Net's own builder, the same network
+    assert repr(from_plans) == repr(network)
     converted = convert_official_state_dict(official_state_dict(load_reference("acdc")), "acdc")
     assert checkpoint["network_weights"].keys() == converted.keys()
     assert all(torch.equal(checkpoint["network_weights"][k], v) for k, v in converted.items())

@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_helpers import make_toy_dataset, nnunet_env, read_geometry, run
+from nnunet_helpers import make_toy_dataset, network_of_results_folder, nnunet_env, read_geometry, run
 
 pytestmark = pytest.mark.slow
 
@@ -100,13 +100,17 @@ def test_training_records_the_geometry_it_trained(trained, configuration):
     root, _ = trained
     folder = model_folder(root, "nnUNetTrainerUNETRPP_smoke", configuration)
     plans = json.loads((folder / "plans.json").read_text())["configurations"][configuration]
-    arch = plans["unetrpp"]
-    assert len(arch["stem_stride"]) == len(plans["patch_size"]) == (3 if configuration == "3d_fullres" else 2)
+    stem = plans["architecture"]["arch_kwargs"]["strides"][1]
+    assert len(stem) == len(plans["patch_size"]) == (3 if configuration == "3d_fullres" else 2)
     checkpoint = torch.load(folder / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["trainer_name"] == "nnUNetTrainerUNETRPP_smoke" and checkpoint["current_epoch"] == 2
     pos = checkpoint["network_weights"]["encoder.stages.0.0.pos_embed"]
-    grid0 = [p // s for p, s in zip(plans["patch_size"], arch["stem_stride"])]
+    grid0 = [p // s for p, s in zip(plans["patch_size"], stem)]
     assert pos.shape[1] == int(np.prod(grid0))
+    # nnU-Net's own builder, on the results folder's plans.json, builds the trained network
+    network = network_of_results_folder(folder, configuration)
+    network.load_state_dict(checkpoint["network_weights"], strict=True)
+    assert list(network.patch_size) == plans["patch_size"]
     summary = json.loads((folder / "fold_0" / "validation" / "summary.json").read_text())
     assert set(summary["mean"]) == {"1", "2"}
     log = next((folder / "fold_0").glob("training_log_*.txt")).read_text()
@@ -116,8 +120,8 @@ def test_training_records_the_geometry_it_trained(trained, configuration):
 def test_anisotropic_plan_gets_an_anisotropic_stem(trained):
     root, _ = trained
     plans = json.loads((model_folder(root, "nnUNetTrainerUNETRPP_smoke", "3d_fullres") / "plans.json").read_text())
-    arch = plans["configurations"]["3d_fullres"]["unetrpp"]
-    assert arch["stem_stride"][0] < arch["stem_stride"][1] == arch["stem_stride"][2]
+    stem = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["strides"][1]
+    assert stem[0] < stem[1] == stem[2]
 
 
 def test_resume_continues_from_the_latest_checkpoint(trained):
@@ -310,3 +314,42 @@ def test_converted_official_checkpoint_fine_tunes_on_a_dataset_with_another_plan
     actions = {r["tensor"]: r["action"] for r in report["tensors"]}
     assert actions["encoder.stages.0.0.attention.e_proj.weight"] == "resampled"
     assert actions["encoder.stem.0.weight"] == "resampled, channel-adapted"  # 1 -> 2 channels, 2x4x4 -> 4x4x4
+
+
+#: a smaller UNETR++ than the planner's default, written into its plans as a user may: keeps the stock
+#: trainer's 250 iterations short on a CPU
+SMALL_ARCHITECTURE = dict(feature_size=8, dims=[8, 16, 16, 32], depths=[1, 1, 1, 1], decoder_depth=1,
+                          proj_sizes=[8, 8, 8, 8], decoder_proj_size=8)
+
+
+def test_planner_plans_train_and_predict_with_stock_nnunet_and_no_ext_trainer(workspace, tmp_path):
+    root, env = workspace
+    run(["nnUNetv2_unetrpp_plan_experiment", "-d", str(DATASET)], env)
+    plans_file = root / "preprocessed" / NAME / "nnUNetUNETRPPPlans.json"
+    plans = json.loads(plans_file.read_text())
+    planned = plans["configurations"]["3d_fullres"]
+    assert planned["data_identifier"] == "nnUNetPlans_3d_fullres"  # nnUNetPlans' preprocessed data serves
+    assert planned["architecture"]["arch_kwargs"]["patch_size"] == planned["patch_size"]
+    planned["architecture"]["arch_kwargs"].update(SMALL_ARCHITECTURE)
+    plans_file.write_text(json.dumps(plans))
+
+    stock = {k: v for k, v in env.items() if k != "nnUNet_extTrainer"}
+    run(["nnUNetv2_train", str(DATASET), "3d_fullres", "0", "-p", "nnUNetUNETRPPPlans", "-tr", "nnUNetTrainer_1epoch",
+         "-device", "cpu"], stock)
+    folder = root / "results" / NAME / "nnUNetTrainer_1epoch__nnUNetUNETRPPPlans__3d_fullres"
+    recorded = json.loads((folder / "plans.json").read_text())["configurations"]["3d_fullres"]
+    assert recorded["patch_size"] == planned["patch_size"]  # the trained patch is the planned one
+    checkpoint = torch.load(folder / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["trainer_name"] == "nnUNetTrainer_1epoch"
+    network = network_of_results_folder(folder, "3d_fullres")
+    network.load_state_dict(checkpoint["network_weights"], strict=True)
+    assert type(network).__name__ == "UNETRPP" and list(network.patch_size) == planned["patch_size"]
+
+    images = root / "raw" / NAME / "imagesTs"
+    out = tmp_path / "pred"
+    run(["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", str(DATASET), "-c", "3d_fullres", "-f", "0",
+         "-p", "nnUNetUNETRPPPlans", "-tr", "nnUNetTrainer_1epoch", "-device", "cpu", "--disable_progress_bar",
+         "-npp", "1", "-nps", "1"], stock)
+    for image in images.glob("*_0000.nii.gz"):
+        prediction = out / image.name.replace("_0000.nii.gz", ".nii.gz")
+        assert read_geometry(prediction) == read_geometry(image)

@@ -3,6 +3,7 @@ regions and the ignore label, and the errors users can run into."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from nnunetv2_unetrpp.trainers import (
     nnUNetTrainerUNETRPP_SynapseGeometry,
     nnUNetTrainerUNETRPPNoDeepSupervision,
 )
-from nnunetv2_unetrpp.trainers.plans_geometry import prepare_configuration, strides_from_pooling
+from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP
+from nnunetv2_unetrpp.trainers.plans_geometry import architecture_block, prepare_configuration, strides_from_pooling
 from reference_fixtures import load_reference, official_state_dict
 
 
@@ -64,7 +66,11 @@ def test_plans_get_geometry_and_a_fitting_patch_before_nnunet_records_them(plans
     original = copy.deepcopy(plans)
     notes = prepare_configuration(plans, "cfg")
     config = plans["configurations"]["cfg"]
-    assert config["unetrpp"]["stem_stride"] == [1, 4, 4]
+    assert "unetrpp" not in config
+    assert config["architecture"]["network_class_name"] == "nnunetv2_unetrpp.network_architecture.unetr_pp.UNETRPP"
+    # nnU-Net's convention: full resolution, stem, three downsamplings
+    assert config["architecture"]["arch_kwargs"]["strides"] == [[1, 1, 1], [1, 4, 4], [2, 2, 2], [2, 2, 2], [1, 1, 1]]
+    assert config["architecture"]["arch_kwargs"]["patch_size"] == [20, 96, 96]
     assert config["patch_size"] == [20, 96, 96]  # multiples of the total stride (4, 16, 16), rounded down
     assert any("changed to [20, 96, 96]" in n for n in notes)
     assert original["configurations"]["cfg"]["patch_size"] == [20, 100, 100]
@@ -82,8 +88,8 @@ def test_tiny_patch_is_grown_to_one_token_never_zero(plans_with):
 def test_cascade_configuration_inherits_and_gets_its_own_geometry(plans_with):
     plans = plans_with((16, 32, 32), [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]])
     prepare_configuration(plans, "cascade")
-    assert plans["configurations"]["cascade"]["unetrpp"]["stem_stride"] == [4, 4, 4]
-    assert "unetrpp" not in plans["configurations"]["cfg"]
+    assert plans["configurations"]["cascade"]["architecture"]["arch_kwargs"]["strides"][1] == [4, 4, 4]
+    assert "UNETRPP" not in plans["configurations"]["cfg"]["architecture"]["network_class_name"]
 
 
 @pytest.mark.parametrize("trainer_cls", [nnUNetTrainerUNETRPP, nnUNetTrainerUNETRPPNoDeepSupervision])
@@ -143,15 +149,17 @@ def test_synapse_geometry_variant_accepts_converted_official_weights(plans_with)
 
 def test_plans_of_version_0_1_0_rebuild_the_network(plans_with):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    from nnunetv2_unetrpp.trainers.plans_geometry import PLANS_KEY
     plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2]])
-    prepare_configuration(plans, "cfg")
-    arch = plans["configurations"]["cfg"][PLANS_KEY]
-    del arch["share_ef_projection"]
-    arch["share_kv_projection"] = False  # the 0.1.0 name; two projections
+    # the private record of versions <= 0.2.0, next to the CNN's architecture block, with the 0.1.0 name
+    plans["configurations"]["cfg"]["unetrpp"] = {
+        "feature_size": 16, "dims": [32, 64, 128, 256], "depths": [3, 3, 3, 3], "decoder_depth": 3, "num_heads": 4,
+        "proj_sizes": [64, 64, 64, 32], "decoder_proj_size": 64, "attn_drop": 0.15, "num_conv_blocks": 1,
+        "share_kv_projection": False, "projection_bias": True, "fusion": "concat", "spatial_layout": "corrected",
+        "stem_stride": [2, 4, 4], "strides": [[2, 2, 2], [1, 1, 1], [1, 1, 1]]}
     manager = PlansManager(plans)
     network = nnUNetTrainerUNETRPP.build_network_architecture(manager, manager.get_configuration("cfg"), 2, 3, False)
     assert network.encoder.stages[0][0].attention.f_proj is not None
+    assert network.stem_stride == (2, 4, 4) and network.strides == [(2, 2, 2), (1, 1, 1), (1, 1, 1)]
 
 
 def test_synapse_geometry_variant_refuses_a_2d_configuration(plans_with):
@@ -301,3 +309,89 @@ def test_adamw_variant_warms_up_then_decays(plans_with):
     assert lrs[0] == pytest.approx(3e-4 / 50) and lrs[1] == pytest.approx(3e-4 * 25 / 50)
     assert lrs[2] == pytest.approx(3e-4) and lrs[3] == pytest.approx(3e-4)
     assert lrs[4] == pytest.approx(3e-4 * 0.5 ** 0.9) and 0 < lrs[5] < 1e-5
+
+
+#: a small UNETR++ for the tests of plans that name the network (the planner's arch_kwargs, smaller)
+SMALL = dict(feature_size=8, dims=[8, 16, 16, 32], depths=[1, 1, 1, 1], decoder_depth=1, proj_sizes=[8, 8, 8, 8],
+             decoder_proj_size=8)
+
+
+def unetrpp_plans(plans: dict, configuration: str = "cfg") -> dict:
+    """`plans` with `configuration` as the UNETR++ planner writes it: the architecture block names UNETRPP."""
+    config = plans["configurations"][configuration]
+    stem, strides = strides_from_pooling(config["architecture"]["arch_kwargs"]["strides"])
+    config["architecture"] = architecture_block(config["patch_size"], stem, strides, **SMALL)
+    return plans
+
+
+def recorded_network(trainer, configuration: str, deep_supervision: bool = False):
+    """nnU-Net's get_network_from_plans on the plans.json nnU-Net writes for `trainer` (its plans, through JSON)."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    manager = PlansManager(json.loads(json.dumps(trainer.plans_manager.plans)))
+    config = manager.get_configuration(configuration)
+    channels = determine_num_input_channels(manager, config, trainer.dataset_json)
+    heads = manager.get_label_manager(trainer.dataset_json).num_segmentation_heads
+    return get_network_from_plans(config.network_arch_class_name, config.network_arch_init_kwargs,
+                                  config.network_arch_init_kwargs_req_import, channels, heads,
+                                  deep_supervision=deep_supervision), config
+
+
+@pytest.mark.parametrize("configuration", ["cfg", "cascade"])
+@pytest.mark.parametrize("patch, pooling", [
+    ((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]),
+    ((32, 48), [[1, 1], [2, 2], [2, 2], [2, 2], [2, 1]]),
+], ids=["3d", "2d"])
+@pytest.mark.parametrize("source", ["planner", "stock"])
+def test_recorded_plans_build_the_trained_network(plans_with, source, patch, pooling, configuration):
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    plans = plans_with(patch, pooling)
+    trainers = [nnUNetTrainerUNETRPP]
+    if source == "planner":
+        unetrpp_plans(plans)
+        trainers.append(nnUNetTrainer)  # nnU-Net's own trainer trains the planner's plans
+    for trainer_cls in trainers:
+        trainer = make_trainer(trainer_cls, copy.deepcopy(plans), LABELS, configuration)
+        trainer.initialize()
+        network, config = recorded_network(trainer, configuration)
+        network.load_state_dict(trainer.network.state_dict(), strict=True)
+        assert type(network) is type(trainer.network) is UNETRPP
+        assert network.patch_size == tuple(config.patch_size) == tuple(trainer.configuration_manager.patch_size)
+        assert "unetrpp" not in config.configuration
+        if source == "planner":  # the planner's network and patch, nothing rounded at training time
+            assert list(config.patch_size) == list(patch)
+            assert network.encoder.stem[0].out_channels == SMALL["dims"][0]
+
+
+def test_stock_trainer_supervises_the_network_scales_with_the_papers_weights(plans_with):
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    plans = unetrpp_plans(plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]))
+    trainer = make_trainer(nnUNetTrainer, plans, LABELS)
+    trainer.initialize()
+    network = trainer.network
+    scales = trainer._get_deep_supervision_scales()
+    assert scales[:3] == [[1 / s for s in stride] for stride in network.output_strides]
+    weights = np.array(trainer.loss.weight_factors)
+    np.testing.assert_allclose(weights[:3], DEEP_SUPERVISION_WEIGHTS)
+    assert weights[3:].sum() == 0  # nnU-Net's fourth target has no head
+    x = torch.randn(2, 2, 8, 32, 32)
+    seg = torch.from_numpy(np.random.default_rng(0).integers(0, 3, (2, 1, 8, 32, 32)))
+    targets = [torch.nn.functional.interpolate(seg.float(), scale_factor=s, mode="nearest").long() for s in scales]
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        losses.append(float(trainer.train_step({"data": x, "target": targets})["loss"]))
+    assert np.isfinite(losses).all() and losses[0] > losses[1], losses
+
+
+def test_planner_plans_keep_their_geometry_in_a_unetrpp_trainer(plans_with):
+    plans = unetrpp_plans(plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]))
+    before = copy.deepcopy(plans["configurations"]["cfg"]["architecture"])
+    notes = prepare_configuration(plans, "cfg")
+    assert plans["configurations"]["cfg"]["architecture"] == before
+    assert not any("changed" in n for n in notes)
+    prepare_configuration(plans, "cfg", {"spatial_layout": "official"})  # a variant changes one thing
+    after = plans["configurations"]["cfg"]["architecture"]["arch_kwargs"]
+    assert after["spatial_layout"] == "official" and after["dims"] == SMALL["dims"]

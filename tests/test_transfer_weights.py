@@ -11,6 +11,7 @@ import torch
 
 from conftest import TINY_UNETRPP, plans_dict
 from nnunetv2_unetrpp.network_architecture import UNETRPP
+from nnunetv2_unetrpp.trainers.plans_geometry import architecture_block
 from nnunetv2_unetrpp.network_architecture.geometry_adaptation import (
     adapt_input_channels,
     interpolation_matrix,
@@ -229,8 +230,8 @@ def nnunet_checkpoint(path: Path, network: UNETRPP, plans: dict, trainer: str = 
 def source_plans(**architecture) -> dict:
     """Plans of a source dataset trained at patch 32x64x64 with stem 2x4x4 and the tiny architecture."""
     plans = plans_dict((32, 64, 64), [[1, 1, 1]] * 6, dataset_name="Dataset001_Source")
-    plans["configurations"]["3d_fullres"]["unetrpp"] = {**TINY_UNETRPP, "stem_stride": [2, 4, 4],
-                                                        "strides": [[2, 2, 2]] * 3, **architecture}
+    plans["configurations"]["3d_fullres"]["architecture"] = architecture_block(
+        [32, 64, 64], [2, 4, 4], [[2, 2, 2]] * 3, **{**TINY_UNETRPP, **architecture})
     return plans
 
 
@@ -276,7 +277,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(preprocessed, tmp_path, ca
                 "trainer_name": "nnUNetTrainer", "init_args": {}}, stock)
     fails([stock, out, *target], "weights of nnUNetTrainer, not of a UNETR++ trainer")
     mislabelled = source_plans()
-    mislabelled["configurations"]["3d_fullres"]["patch_size"] = [64, 64, 64]
+    mislabelled["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["patch_size"] = [64, 64, 64]
     fails([nnunet_checkpoint(tmp_path / "mislabelled.pth", source, mislabelled), out, *target],
           "do not fit the network that the file's own record (plans or variant) describes")
     torch.save({"network_weights": source.state_dict(), "init_args": {"configuration": "3d_fullres"}},
@@ -329,7 +330,9 @@ def test_cli_reads_checkpoints_of_version_0_1_0(preprocessed, tmp_path):
             key = key.replace(new, old)
         old_state[key] = value
     assert "encoder.stages.0.0.attention.k_proj.weight" in old_state
-    plans = source_plans(share_kv_projection=False)
+    plans = plans_dict((32, 64, 64), [[1, 1, 1]] * 6, dataset_name="Dataset001_Source")
+    plans["configurations"]["3d_fullres"]["unetrpp"] = {**TINY_UNETRPP, "stem_stride": [2, 4, 4],  # 0.1.0's record
+                                                        "strides": [[2, 2, 2]] * 3, "share_kv_projection": False}
     old = tmp_path / "old.pth"
     torch.save({**torch.load(today, weights_only=False), "network_weights": old_state,
                 "init_args": {"plans": plans, "configuration": "3d_fullres"}}, old)
@@ -357,9 +360,27 @@ def test_each_published_variant_moves_into_its_architecture_trainer(variant, pre
     trainer = PUBLISHED_ARCHITECTURE_TRAINERS[variant].__name__
     meta_target, architecture, _ = target_network("Dataset777_Tiny", "3d_fullres", trainer, "nnUNetPlans")
     check_compatible(source, architecture, meta_target.patch_size, trainer)
-    target = UNETRPP(2, 3, meta_target.patch_size, **architecture)
+    target = UNETRPP(2, 3, meta_target.patch_size, stem_stride=meta_target.stem_stride, strides=meta_target.strides,
+                     **architecture)
     weights, records = transfer_state_dict(source, target)
     assert target.patch_size == (16, 64, 64) and target.stem_stride == (1, 4, 4)
     assert {r["tensor"]: r["action"] for r in records}["encoder.stem.0.weight"].endswith("channel-adapted")
     missing, unexpected = target.load_state_dict(weights, strict=False)
     assert not unexpected and all(".seg_layers." in k for k in missing)
+
+
+@pytest.mark.parametrize("trainer", ["nnUNetTrainer", "nnUNetTrainerUNETRPP_tinyTest"])
+def test_target_is_the_network_the_planner_plans_name(preprocessed, trainer):
+    """Plans of the UNETR++ planner: any trainer (nnU-Net's own included) builds the network they name, untouched."""
+    from nnunetv2_unetrpp.transfer_weights import target_network
+
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    plans["plans_name"] = "nnUNetUNETRPPPlans"
+    plans["configurations"]["3d_fullres"]["patch_size"] = [32, 64, 64]
+    plans["configurations"]["3d_fullres"]["architecture"] = architecture_block(
+        [32, 64, 64], [2, 4, 4], [[2, 2, 2], [2, 2, 2], [1, 2, 2]], **TINY_UNETRPP)
+    (preprocessed / "nnUNetUNETRPPPlans.json").write_text(json.dumps(plans))
+    network, architecture, _ = target_network("Dataset777_Tiny", "3d_fullres", trainer, "nnUNetUNETRPPPlans")
+    assert network.patch_size == (32, 64, 64) and network.stem_stride == (2, 4, 4)
+    assert network.strides == [(2, 2, 2), (2, 2, 2), (1, 2, 2)]
+    assert architecture["dims"] == list(TINY_UNETRPP["dims"])

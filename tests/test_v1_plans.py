@@ -177,7 +177,8 @@ def test_patch_size_and_network_are_the_variants(ct):
         plans, configuration, 1, 4, enable_deep_supervision=False)
     official = build_official_variant("acdc", deep_supervision=False)
     assert repr(network) == repr(official)
-    assert configuration.configuration["unetrpp"]["spatial_layout"] == "official"
+    assert configuration.network_arch_init_kwargs["spatial_layout"] == "official"
+    assert "unetrpp" not in configuration.configuration
 
 
 def _v2_preprocessed(task: str) -> tuple[dict, np.ndarray, np.ndarray, dict, np.lib.npyio.NpzFile]:

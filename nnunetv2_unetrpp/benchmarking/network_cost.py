@@ -84,8 +84,8 @@ def network_from_model_folder(model_folder: Path, fold: str,
 
 def plans_as_trained(plans: dict, configuration: str, trainer_class: type) -> dict:
     """A copy of `plans` as `trainer_class` records them: a trainer that adapts the plans before
-    nnU-Net saves them (`prepare_plans`: the UNETR++ trainers fit the patch size to the network and
-    store its geometry) does so here too."""
+    nnU-Net saves them (`prepare_plans`: the UNETR++ trainers write UNETR++'s architecture block into
+    stock plans) does so here too."""
     plans = copy.deepcopy(plans)
     if hasattr(trainer_class, "prepare_plans"):
         trainer_class.prepare_plans(plans, configuration)

@@ -45,8 +45,11 @@ class Method:
     planner: str = "ExperimentPlanner"
 
 
+#: UNETR++'s planner (nnUNetv2_unetrpp_plan_experiment) and its plans at 8 GB (planner.PLANS_NAME, written out:
+#: importing the planner imports nnU-Net, which the demo leaves to its child processes)
+UNETRPP_PLANNER, PLANS_NAME = "nnUNetPlannerUNETRPP", "nnUNetUNETRPPPlans"
 #: Compared methods; the first is the baseline of the paired tests.
-METHODS = (Method("UNETRPP", UNETRPP_TRAINER), Method("nnUNet", NNUNET_TRAINER))
+METHODS = (Method("UNETRPP", UNETRPP_TRAINER, PLANS_NAME, UNETRPP_PLANNER), Method("nnUNet", NNUNET_TRAINER))
 #: --baselines: stock nnU-Net with the residual-encoder preset its authors now recommend.
 RESENC = Method("nnUNetResEncM", NNUNET_TRAINER, "nnUNetResEncUNetMPlans", "nnUNetPlannerResEncM")
 
@@ -54,7 +57,8 @@ DESCRIPTION = """\
 End-to-end demo of nnunetv2_unetrpp that needs no data and no set-up:
   1. generates a synthetic abdominal-CT-like dataset (liver, spleen, two kidneys and a thin vessel; thick
      3 mm slices; HU intensities with noise and bias field) in nnU-Net raw format, with held-out test cases;
-  2. runs nnUNetv2_plan_and_preprocess (3d_fullres);
+  2. runs nnUNetv2_plan_and_preprocess (3d_fullres), then nnUNetv2_unetrpp_plan_experiment, whose UNETR++ plans
+     reuse nnU-Net's preprocessed data;
   3. trains UNETR++ (nnUNetTrainerUNETRPP) and stock nnU-Net (nnUNetTrainer) with exactly the same budget
      (epochs x iterations, validation iterations), side by side, on fold 0 of nnU-Net's 5-fold split by default;
   4. predicts the test cases with both models (nnUNetv2_predict);
@@ -165,8 +169,14 @@ def run_pipeline(args: argparse.Namespace, workspace: Workspace, runner: Runner)
     n = str(args.num_processes)
     compared = methods(args)
     names = " and ".join(m.name for m in compared)
-    for planner in dict.fromkeys(m.planner for m in compared):  # the second planner reuses the fingerprint
-        runner.run("plan_and_preprocess" + ("" if planner == METHODS[0].planner else f"_{planner}"),
+    # nnU-Net's default planner first: it writes the fingerprint and the preprocessed data the others reuse
+    planners = sorted(dict.fromkeys(m.planner for m in compared), key=lambda p: p != METHODS[1].planner)
+    for planner in planners:
+        if planner == UNETRPP_PLANNER:
+            runner.run("plan_unetrpp", f"UNETR++ planning ({PLANS_NAME}; reuses the preprocessed 3d_fullres data)",
+                       [console_script("nnUNetv2_unetrpp_plan_experiment"), "-d", str(DATASET_ID)])
+            continue
+        runner.run("plan_and_preprocess" + ("" if planner == METHODS[1].planner else f"_{planner}"),
                    f"nnU-Net planning and preprocessing (3d_fullres, {planner})",
                    [console_script("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", "3d_fullres",
                     "-pl", planner, "-np", n, "-npfp", n])

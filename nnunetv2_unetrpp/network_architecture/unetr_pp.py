@@ -144,7 +144,8 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
         patch_size: the one input size the network accepts.
         conv_op: nn.Conv3d or nn.Conv2d; the other ops default to its matching ones.
         stem_stride: kernel = stride of the patch embedding, per axis (paper: (2,4,4), (1,4,4), (4,4,4)).
-        strides: the three downsampling strides, per axis (paper: 2 everywhere).
+        strides: the three downsampling strides, per axis (paper: 2 everywhere); or, without stem_stride,
+            nnU-Net's per-stage strides as plans hold them: [1s, stem, d1, d2, d3].
         feature_size: channels of the full-resolution branch; dims: channels of the 4 stages.
         depths: transformer blocks per encoder stage; decoder_depth: per decoder stage (3 of them).
         num_heads; proj_sizes: p of the 4 encoder stages; decoder_proj_size: p of the decoder.
@@ -173,7 +174,7 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
         num_heads: int = 4,
         proj_sizes: Sequence[int] = (64, 64, 64, 32),
         decoder_proj_size: int = 64,
-        attn_drop: float = 0.1,
+        attn_drop: float = 0.15,
         proj_drop: float = 0.1,
         num_conv_blocks: int = 1,
         share_ef_projection: bool = True,
@@ -195,6 +196,10 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
         self.keys_to_in_proj = ("encoder.stem.0", "conv_branch.conv1.conv")
         self.key_to_lpe = None  # one positional embedding per block, sized by its stage's tokens
         ndim = convert_conv_op_to_dim(conv_op)
+        if stem_stride is None and strides is not None and len(strides) == 5:  # nnU-Net's convention
+            full_resolution, stem_stride, *strides = strides
+            if any(s != 1 for s in full_resolution):
+                raise ValueError(f"nnU-Net-convention strides start with the full-resolution stage (1s), got {strides}")
         stem_stride = tuple(stem_stride or (4,) * ndim)
         strides = [tuple(s) for s in (strides or [(2,) * ndim] * 3)]
         if len(dims) != 4 or len(depths) != 4 or len(proj_sizes) != 4 or len(strides) != 3:

@@ -1,7 +1,8 @@
-"""UNETR++ as an nnU-Net v2 trainer: nnU-Net's recipe (the paper's), UNETR++ network.
+"""UNETR++ as an nnU-Net v2 trainer: nnU-Net's recipe (the paper's), UNETR++ network, on any plans.
 
-The network's geometry comes from the plan (`plans_geometry`) and is written into the plan
-before nnU-Net's trainer records it, so the results folder's plans.json rebuilds it exactly.
+Plans of the UNETR++ planner already name the network; on stock plans the trainer writes UNETR++'s
+architecture block into the plans (`plans_geometry`) before nnU-Net records them, so the results
+folder's plans.json names the trained network for nnU-Net's `get_network_from_plans`.
 """
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from nnunetv2_unetrpp.compat import check_nnunet_version
-from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP
-from nnunetv2_unetrpp.trainers.plans_geometry import architecture_from_configuration, prepare_configuration
+from nnunetv2_unetrpp.trainers.plans_geometry import build_network, prepare_configuration
 from nnunetv2_unetrpp.trainers.settings import DeclaredSettings
 
 check_nnunet_version()
@@ -56,16 +56,12 @@ class nnUNetTrainerUNETRPP(DeclaredSettings, nnUNetTrainer):
     def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
-        patch_size = configuration_manager.patch_size
-        return UNETRPP(
-            num_input_channels, num_output_channels, patch_size,
-            conv_op=nn.Conv3d if len(patch_size) == 3 else nn.Conv2d,
-            deep_supervision=enable_deep_supervision,
-            **architecture_from_configuration(configuration_manager),
-        )
+        """nnU-Net's `get_network_from_plans`; plans.json of version <= 0.2.0 (which predicts through
+        this method) is read as its architecture block."""
+        return build_network(configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision)
 
     def _get_deep_supervision_scales(self):
-        """The network's own output scales (nnU-Net's default assumes one per pooling stage)."""
+        """The network's three output scales (nnU-Net's default adds a fourth target no head uses)."""
         if not self.enable_deep_supervision:
             return None
         network = self.network.module if self.is_ddp else self.network
