@@ -185,3 +185,11 @@ def test_synapse_training_step_on_a_non_cpu_device_is_lean():
     shape = (SYNAPSE.batch, 1, *SYNAPSE.patch)
     counts = count_training_step(lambda: build_network(SYNAPSE, UNETRPP_NETWORK), shape)
     assert counts["convolution"] > 0 and sum(counts.values()) <= 3700, sum(counts.values())
+
+
+def test_end_to_end_benchmark_needs_two_checkouts(tmp_path, capsys):
+    from nnunetv2_unetrpp.benchmarking import end_to_end
+
+    assert end_to_end.main(["--before", str(tmp_path), "--no-demo"]) == 2
+    assert capsys.readouterr().err == (f"error: --before {tmp_path} is not a checkout of this package (no "
+                                       "nnunetv2_unetrpp/__init__.py); make one with: git worktree add /tmp/before 0a355ef\n")
