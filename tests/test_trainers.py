@@ -146,12 +146,22 @@ def test_plans_of_version_0_1_0_rebuild_the_network(plans_with):
     from nnunetv2_unetrpp.trainers.plans_geometry import PLANS_KEY
     plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2]])
     prepare_configuration(plans, "cfg")
-    arch = plans["configurations"]["cfg"][PLANS_KEY]
-    del arch["share_ef_projection"]
-    arch["share_kv_projection"] = False  # the 0.1.0 name; two projections
-    manager = PlansManager(plans)
-    network = nnUNetTrainerUNETRPP.build_network_architecture(manager, manager.get_configuration("cfg"), 2, 3, False)
-    assert network.encoder.stages[0][0].attention.f_proj is not None
+
+    def build(**architecture):
+        arch = copy.deepcopy(plans)
+        block = arch["configurations"]["cfg"][PLANS_KEY]
+        del block["share_ef_projection"]
+        block.update(architecture)
+        manager = PlansManager(arch)
+        return nnUNetTrainerUNETRPP.build_network_architecture(manager, manager.get_configuration("cfg"), 2, 3, False)
+
+    def shapes(network):
+        return {k: v.shape for k, v in network.state_dict().items()}
+
+    for shared in (False, True):  # the 0.1.0 name share_kv_projection means what share_ef_projection means now
+        old, current = build(share_kv_projection=shared), build(share_ef_projection=shared)
+        assert shapes(old) == shapes(current)
+        assert (old.encoder.stages[0][0].attention.f_proj is None) == shared
 
 
 def test_synapse_geometry_variant_refuses_a_2d_configuration(plans_with):

@@ -104,14 +104,6 @@ def test_mri_plans_preprocess_with_z_score(plans, v1):
     assert abs(inside.mean()) < 0.1 and abs(inside.std() - 1) < 0.1
 
 
-def test_resampling_separate_z_as_v1():
-    settings = v1_plans.resampling()
-    for kind, is_seg, order in [("data", False, 3), ("seg", True, 1), ("probabilities", False, 1)]:
-        assert settings[f"resampling_fn_{kind}"] == "resample_data_or_seg_to_shape"
-        assert settings[f"resampling_fn_{kind}_kwargs"] == dict(is_seg=is_seg, order=order, order_z=0,
-                                                                 force_separate_z=None)
-
-
 def test_channel_and_label_names(v1):
     plans, dataset_json = v1
     assert v1_plans.channel_names(plans) == {"0": "CT"}
