@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from nnunetv2_unetrpp.benchmarking.measure import add_timing_arguments
 from nnunetv2_unetrpp.command_line import UserError, command
 
 #: Run in the child: the median training step of UNETR++ and of nnU-Net's planned network, as JSON.
@@ -137,9 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--before", type=Path, required=True, help="checkout of the code before (a directory)")
     parser.add_argument("--after", type=Path, default=Path(__file__).resolve().parents[2],
                         help="checkout of the code after (default: this one)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed training steps per round after one warm-up")
-    parser.add_argument("--threads", type=int, default=2, help="torch and OpenMP threads of every child")
+    add_timing_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="tiny networks instead of the Synapse plan")
     parser.add_argument("--demo-args", default="", help="arguments of the demo, e.g. --demo-args=--quick")
     parser.add_argument("--no-demo", action="store_true", help="time the training steps only")

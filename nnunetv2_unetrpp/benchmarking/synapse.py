@@ -26,7 +26,7 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
-from nnunetv2_unetrpp.benchmarking.measure import MeasureSettings, measure
+from nnunetv2_unetrpp.benchmarking.measure import MeasureSettings, add_timing_arguments, measure
 from nnunetv2_unetrpp.command_line import UserError, command
 from nnunetv2_unetrpp.network_architecture import UNETRPP, build_official_variant
 
@@ -131,9 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nnunetv2_unetrpp.benchmarking.synapse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up (median)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the networks (median)")
+    add_timing_arguments(parser)
     parser.add_argument("--amp", action="store_true", help="fp16 autocast with a grad scaler (CUDA, as nnU-Net)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
     parser.add_argument("-o", "--output", type=Path, help="also write the results as JSON (not overwritten)")
