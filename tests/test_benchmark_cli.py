@@ -78,14 +78,19 @@ def test_resenc_preset_against_unetrpp(preprocessed, tmp_path):
     assert "| training step (s) |" in result.stdout and base in result.stdout
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["-p", "nnUNetResEncUNetLPlans"], "nnUNetResEncUNetLPlans.json does not exist"),
     (["-tr", "nnUNetTrainerDoesNotExist"], "cannot find the trainer 'nnUNetTrainerDoesNotExist'"),
 ])
-def test_user_errors_are_one_line(preprocessed, tmp_path, args, message):
-    result = benchmark(preprocessed, tmp_path, *args)
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+def test_user_errors_are_one_line(preprocessed, tmp_path, monkeypatch, capsys, args, message):
+    for variable, value in {"nnUNet_preprocessed": preprocessed, "nnUNet_raw": tmp_path, "nnUNet_results": tmp_path,
+                            "nnUNet_extTrainer": ""}.items():
+        monkeypatch.setenv(variable, str(value))  # restored afterwards, also what the command sets itself
+    from nnunetv2_unetrpp.benchmarking import cli
+
+    assert cli.main(["-d", DATASET, "-c", "3d_fullres", "-device", "cpu", "--repeats", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
 def test_trainer_and_plans_lists_pair_up():
