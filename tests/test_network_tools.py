@@ -4,13 +4,16 @@ in training and inference), a Grad-CAM map from a hook on a head, a LoRA-style w
 attention projection, torch.nn.utils.prune through training steps, and dynamic int8 quantisation."""
 from __future__ import annotations
 
+import functools
 from collections import Counter
+from typing import Callable
 
 import pytest
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from conftest import TINY_UNETRPP
 from nnunetv2_unetrpp.network_architecture import OFFICIAL_VARIANTS, UNETRPP
 from nnunetv2_unetrpp.network_architecture.official_variants import official_network_kwargs
 
@@ -26,15 +29,14 @@ def official_architecture_at_a_small_patch(variant: str) -> UNETRPP:
     return UNETRPP(v.input_channels, v.num_classes, **kwargs)
 
 
-def networks() -> dict[str, callable]:
-    factories = {v: (lambda v=v: official_architecture_at_a_small_patch(v)) for v in ("synapse", "acdc", "lung", "tumor")}
-    factories["2d"] = lambda: UNETRPP(2, 3, PATCH_2D, conv_op=nn.Conv2d, stem_stride=(4, 4), feature_size=8,
-                                      dims=(8, 16, 16, 32), depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2,
-                                      proj_sizes=(8, 8, 8, 4), decoder_proj_size=8)
-    return factories
+def _tiny_2d() -> UNETRPP:
+    return UNETRPP(2, 3, PATCH_2D, conv_op=nn.Conv2d, stem_stride=(4, 4), **TINY_UNETRPP)
 
 
-NETWORKS = networks()
+NETWORKS: dict[str, Callable[[], UNETRPP]] = {
+    **{v: functools.partial(official_architecture_at_a_small_patch, v) for v in ("synapse", "acdc", "lung", "tumor")},
+    "2d": _tiny_2d,
+}
 
 
 def count_forwards(model: nn.Module, x: torch.Tensor) -> tuple[Counter[str], list[str]]:
@@ -72,9 +74,7 @@ def test_every_parameter_holding_module_runs_its_forward_once(network, device):
 
 def _tiny_3d(**kwargs) -> UNETRPP:
     """A tiny 3D UNETR++ whose attention matters (gamma 0.5 rather than 1e-6)."""
-    model = UNETRPP(1, 3, (16, 32, 32), stem_stride=(2, 4, 4), feature_size=8, dims=(8, 16, 16, 32),
-                    depths=(1, 1, 1, 1), decoder_depth=1, num_heads=2, proj_sizes=(8, 8, 8, 4), decoder_proj_size=8,
-                    **kwargs)
+    model = UNETRPP(1, 3, (16, 32, 32), stem_stride=(2, 4, 4), **TINY_UNETRPP, **kwargs)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("gamma"):
