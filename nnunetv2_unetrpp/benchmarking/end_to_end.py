@@ -9,7 +9,7 @@ Every measurement is a fresh child process with that checkout first on PYTHONPAT
 trainers and the demo (and the nnU-Net commands the demo starts) are that checkout's. Per round the
 checkouts alternate, training steps first, then the demos, so that a slow phase of a shared machine
 hits both alike; the tables report the median over rounds and the 1-minute load average at the start
-and end. `--quick` times the tiny networks of `synapse.QUICK` instead of the Synapse plan: a check of
+and end. `--threads` is the training step's torch threads; the demo sets its own, as `./run.sh demo`. `--quick` times the tiny networks of `synapse.QUICK` instead of the Synapse plan: a check of
 this command, not a measurement.
 """
 from __future__ import annotations
@@ -56,17 +56,16 @@ UNETRPP, BASELINE = "UNETR++", "nnU-Net PlainConvUNet (Synapse-like plan)"
 TRAINING_TIMEOUT_S, DEMO_TIMEOUT_S = 3600, 3 * 3600
 
 
-def _environment(checkout: Path, threads: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": str(threads)}
-    env.pop("nnUNet_extTrainer", None)
+def _environment(checkout: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))}
+    env.pop("nnUNet_extTrainer", None)  # the demo sets its checkout's own
     return env
 
 
-def _run(args: list[str], checkout: Path, threads: int, timeout: float, what: str, cwd: Path | None = None) -> str:
+def _run(args: list[str], checkout: Path, timeout: float, what: str, cwd: Path) -> str:
     """stdout of a child in `checkout`'s environment; UserError if it fails or outlives `timeout`."""
     try:
-        proc = subprocess.run(args, env=_environment(checkout, threads), cwd=cwd, capture_output=True, text=True,
+        proc = subprocess.run(args, env=_environment(checkout), cwd=cwd, capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired:
         raise UserError(f"{what} in {checkout} took longer than {timeout:.0f} s; it was stopped") from None
@@ -78,8 +77,8 @@ def _run(args: list[str], checkout: Path, threads: int, timeout: float, what: st
 
 def training_step(checkout: Path, quick: bool, repeats: int, threads: int) -> dict[str, float]:
     """Median training-step seconds of UNETR++ and nnU-Net's planned network with `checkout`'s code."""
-    out = _run([sys.executable, "-c", _TRAINING_STEP, json.dumps([quick, repeats, threads])], checkout, threads,
-               TRAINING_TIMEOUT_S, "the training step", cwd=Path(tempfile.gettempdir()))
+    out = _run([sys.executable, "-c", _TRAINING_STEP, json.dumps([quick, repeats, threads])], checkout,
+               TRAINING_TIMEOUT_S, "the training step", Path(tempfile.gettempdir()))
     result = json.loads(out.strip().splitlines()[-1])
     package = Path(result.pop("package")).resolve()
     if checkout.resolve() not in package.parents:
@@ -88,12 +87,13 @@ def training_step(checkout: Path, quick: bool, repeats: int, threads: int) -> di
     return {UNETRPP: result["UNETR++"], BASELINE: result[BASELINE]}
 
 
-def demo_wall_time(checkout: Path, demo_args: list[str], threads: int) -> float:
-    """Wall seconds of `python -m nnunetv2_unetrpp.demo` with `checkout`'s code, in a throwaway folder."""
+def demo_wall_time(checkout: Path, demo_args: list[str]) -> float:
+    """Wall seconds of `python -m nnunetv2_unetrpp.demo` with `checkout`'s code, in a throwaway folder
+    (the demo sets its own threads, as `./run.sh demo` runs it)."""
     with tempfile.TemporaryDirectory(prefix="end_to_end_demo_") as tmp:
         start = time.perf_counter()
         _run([sys.executable, "-m", "nnunetv2_unetrpp.demo", "-o", str(Path(tmp) / "demo"), *demo_args], checkout,
-             threads, DEMO_TIMEOUT_S, "the demo", cwd=Path(tmp))
+             DEMO_TIMEOUT_S, "the demo", Path(tmp))
         return time.perf_counter() - start
 
 
@@ -107,7 +107,7 @@ def run(checkouts: dict[str, Path], rounds: int, repeats: int, threads: int, qui
             results[label]["rounds"].append(training_step(path, quick, repeats, threads))
         if demo_args is not None:
             for label, path in checkouts.items():
-                results[label]["rounds"][-1]["demo_s"] = demo_wall_time(path, demo_args, threads)
+                results[label]["rounds"][-1]["demo_s"] = demo_wall_time(path, demo_args)
     for r in results.values():
         for key in r["rounds"][0]:
             r[key] = statistics.median(s[key] for s in r["rounds"])

@@ -31,7 +31,7 @@ MODES = ("forward", "train", "sliding_window")
 
 def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
     """--threads, --repeats and --rounds, as the timing benchmarks take them."""
-    parser.add_argument("--threads", type=int, default=2, help="torch (and OpenMP) threads on CPU")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up (median)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds alternating over what is compared (median)")
 
