@@ -72,7 +72,7 @@ def test_dice_table_fits_the_width_and_turns_when_it_must():
     assert max(map(len, narrow)) <= 30
 
 
-def test_learning_curves_from_checkpoint_logging(tmp_path):
+def test_learning_curves_from_checkpoint_logging(tmp_path, monkeypatch):
     fold = tmp_path / "fold_0"
     fold.mkdir()
     torch.save({"logging": fake_logging([30.0] * 5)}, fold / "checkpoint_final.pth")
@@ -80,10 +80,23 @@ def test_learning_curves_from_checkpoint_logging(tmp_path):
     unfinished = fake_logging([10.0] * 4)
     unfinished["train_losses"].append(-1.0)  # an epoch that started but has no validation yet
     unfinished["epoch_start_timestamps"].append(unfinished["epoch_end_timestamps"][-1])
+    figures = []
+    monkeypatch.setattr(learning_curves.plt, "close", figures.append)  # keep the figure to read its lines
     out = learning_curves.plot_learning_curves({"A": record, "B": training_log.record_from_logging(unfinished)},
                                                tmp_path / "curves.png")
-    pixels = png_pixels(out)
-    assert pixels.shape[:2] == (700, 1000) and colours(pixels) > 10
+    assert png_pixels(out).shape[:2] == (700, 1000)
+    loss_by_epoch, dice_by_epoch, loss_by_time, _ = figures[0].axes
+
+    def line(ax, label):
+        return next((l.get_xdata(), l.get_ydata()) for l in ax.lines if l.get_label() == label)
+
+    x, y = line(loss_by_epoch, "A training")
+    np.testing.assert_allclose(x, [1, 2, 3, 4, 5])
+    np.testing.assert_allclose(y, np.linspace(0, -0.8, 5))
+    np.testing.assert_allclose(line(loss_by_epoch, "A validation")[1], np.linspace(0, -0.7, 5))
+    np.testing.assert_allclose(line(dice_by_epoch, "A")[1], np.linspace(0.1, 0.9, 5))  # per epoch, not the EMA
+    np.testing.assert_allclose(line(loss_by_epoch, "B training")[0], [1, 2, 3, 4])  # the unfinished epoch is left out
+    np.testing.assert_allclose(line(loss_by_time, "A training")[0], [0.5, 1.0, 1.5, 2.0, 2.5])  # minutes at epoch ends
 
 
 def test_learning_curves_figure_warns_about_a_fold_without_logging(tmp_path):

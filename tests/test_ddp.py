@@ -1,10 +1,9 @@
 """nnU-Net's DDP set-up of the network (-num_gpus): SyncBatchNorm.convert_sync_batchnorm, then
 DistributedDataParallel without find_unused_parameters. PyTorch synchronises batch norms on GPUs only, so
-on two CPU processes with gloo the training step runs the network unconverted, and the conversion is
-checked in one process: same state_dict, same inference."""
+on two CPU processes with gloo the training step runs the network unconverted (the conversion itself is
+PyTorch's and is not tested here)."""
 from __future__ import annotations
 
-import copy
 import os
 import socket
 
@@ -57,21 +56,3 @@ def test_ddp_training_step_on_two_cpu_processes(deep_supervision, tiny_unetrpp_k
     results = mp.Manager().dict()
     mp.spawn(_step, args=(2, _free_port(), deep_supervision, tiny_unetrpp_kwargs, results), nprocs=2, join=True)
     assert len(results) == 2 and results[0] == pytest.approx(results[1], rel=1e-6)  # replicas stay in sync
-
-
-def test_sync_batchnorm_conversion_keeps_checkpoints_and_inference(tiny_unetrpp):
-    model = tiny_unetrpp((16, 32, 32), stem_stride=(2, 4, 4)).train()
-    x = torch.randn(2, 1, 16, 32, 32)
-    model(x)  # running statistics that differ from the initial ones
-    model.eval()
-    with torch.no_grad():
-        expected = model(x)
-    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model)).eval()
-    def names(net, kind) -> set[str]:  # by name: dynamic_network_architectures registers each norm twice
-        return {n for n, m in net.named_modules(remove_duplicate=False) if isinstance(m, kind)}
-    norms = names(model, torch.nn.modules.batchnorm._BatchNorm)
-    assert norms and names(converted, torch.nn.SyncBatchNorm) == norms
-    assert converted.state_dict().keys() == model.state_dict().keys()
-    with torch.no_grad():
-        for a, b in zip(converted(x), expected):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)

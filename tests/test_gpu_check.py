@@ -1,68 +1,44 @@
-"""The GPU check: its --quick run on CPU (numbers against independent counts, ratios against its
-own timings), its sliding window against nnU-Net's predictor, and that it and the network code
-import without nnunetv2."""
+"""The GPU check: its --quick run (networks and operation counts against independent counts), the
+benchmarks' sliding window (nnU-Net's predictor), and that the network code imports without nnunetv2."""
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 import textwrap
 
-import pytest
 import torch
 from torch import nn
 
 from nnunetv2_unetrpp.benchmarking import gpu_check
 from nnunetv2_unetrpp.benchmarking.network_cost import count_parameters
 from nnunetv2_unetrpp.benchmarking.op_count import count_training_step
-from nnunetv2_unetrpp.benchmarking.sliding_window import gaussian_importance, sliding_window_logits, tile_starts
+from nnunetv2_unetrpp.benchmarking.sliding_window import predict_volume
 from nnunetv2_unetrpp.benchmarking.synapse import (
     NETWORKS,
     NNUNET_PLAN,
     QUICK,
-    UNETRPP_FUSED,
-    UNETRPP_REFERENCE,
+    UNETRPP_NETWORK,
     build_network,
 )
 
 
-@pytest.mark.slow
-def test_quick_run_on_cpu(tmp_path):
+def test_quick_run_counts_and_times_both_networks(tmp_path):
+    """In process, fp32 only, no sliding window: the networks are the registry's, the baseline nnU-Net's
+    planned PlainConvUNet, and the operation counts those of an independent count."""
     out = tmp_path / "check.json"
-    proc = subprocess.run([sys.executable, "-m", "nnunetv2_unetrpp.benchmarking.gpu_check", "--device", "cpu",
-                           "--quick", "-o", str(out)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert gpu_check.main(["--device", "cpu", "--quick", "--modes", "fp32", "--repeats", "1",
+                           "--no-sliding-window", "-o", str(out)]) == 0
     results = json.loads(out.read_text())
-    assert results["errors"] == {} and results["environment"]["device"] == "cpu"
-    assert results["command"].endswith(f"gpu_check --device cpu --quick -o {out}")
-    assert results["environment"]["execution_path"] == "cpu fast paths"
-
-    # the networks are the registry's, nnU-Net's planned PlainConvUNet the baseline
+    assert results["errors"] == {} and results["baseline"] == NNUNET_PLAN
     baseline = build_network(QUICK, NNUNET_PLAN)
-    assert results["baseline"] == NNUNET_PLAN
     assert results["networks"][NNUNET_PLAN] == {"class": "PlainConvUNet", "parameters": count_parameters(baseline)}
-    assert results["networks"][UNETRPP_FUSED]["class"] == "UNETRPP"
+    assert results["networks"][UNETRPP_NETWORK]["class"] == "UNETRPP"
     shape = (QUICK.batch, 1, *QUICK.patch)
     assert results["op_counts"] == {name: sum(count_training_step(lambda: build_network(QUICK, name), shape).values())
                                     for name in NETWORKS}
-
-    # on CPU nnU-Net neither autocasts nor (by default) compiles: fp32, eager and compiled
-    assert list(results["training"]) == ["fp32", "compile"]
-    for mode, r in results["training"].items():
-        for name in NETWORKS:
-            assert len(r[name]["rounds_s"]) == results["rounds"]
-            assert r[name]["train_step_s"] == statistics.median(r[name]["rounds_s"]) > 0
-        goal = results["goals"][mode]
-        ours, reference, base = (r[n]["train_step_s"] for n in (UNETRPP_FUSED, UNETRPP_REFERENCE, NNUNET_PLAN))
-        assert goal["train_step_vs_nnunet"] == pytest.approx(ours / base)
-        assert goal["speedup_vs_reference"] == pytest.approx(reference / ours)
-        assert goal["train_step_vs_nnunet_met"] == (ours / base <= gpu_check.GOALS["train_step_vs_nnunet_max"])
-    for name, r in results["sliding_window"].items():
-        assert r["finite"] and r["sliding_window_s"] > 0 and r["predictor"] == "nnU-Net's nnUNetPredictor", name
-    table = out.with_suffix(".md").read_text()
-    assert f"| {NNUNET_PLAN} | PlainConvUNet | {count_parameters(baseline) / 1e6:.2f} |" in table
-    assert f"| compile | {UNETRPP_FUSED} |" in table
+    assert list(results["training"]) == ["fp32"] and set(results["goals"]) == {"fp32"}
+    assert f"| {NNUNET_PLAN} | PlainConvUNet | {count_parameters(baseline) / 1e6:.2f} |" in out.with_suffix(".md").read_text()
 
 
 def test_amp_on_cpu_is_refused(tmp_path, capsys):
@@ -72,35 +48,23 @@ def test_amp_on_cpu_is_refused(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("image,patch", [((128, 256, 256), (64, 128, 128)), ((110, 50, 64), (64, 32, 32)),
-                                         ((64, 40, 32), (64, 40, 32))])
-def test_tiles_and_gaussian_match_nnunet(image, patch):
-    sliding_window_prediction = pytest.importorskip("nnunetv2.inference.sliding_window_prediction")
-    assert tile_starts(image, patch) == sliding_window_prediction.compute_steps_for_sliding_window(image, patch, 0.5)
-    ours = gaussian_importance(patch, torch.device("cpu"))
-    theirs = sliding_window_prediction.compute_gaussian(tuple(patch), 1 / 8, 10, device=torch.device("cpu"))
-    assert ours.dtype == theirs.dtype == torch.float16
-    torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-6)
-
-
-def test_sliding_window_equals_nnunet_predictor():
-    pytest.importorskip("nnunetv2.inference.predict_from_raw_data")
-    from nnunetv2_unetrpp.benchmarking.sliding_window import predict_volume
-
+def test_predict_volume_is_nnunets_sliding_window():
+    """A pointwise network: Gaussian-weighted, mirrored tiles average back to the network applied to
+    the whole volume, which is not a multiple of the patch. At the volume's faces nnU-Net's fp16
+    Gaussian weights are too small for that identity, so the faces are left out."""
     torch.manual_seed(0)
-    network = nn.Sequential(nn.Conv3d(1, 3, 3, padding=1), nn.Conv3d(3, 3, (1, 1, 5), padding=(0, 0, 2)))
-    image = torch.randn(1, 24, 48, 40)
-    theirs, how = predict_volume(network, image, (16, 32, 32), 3, "cpu")
-    assert how == "nnU-Net's nnUNetPredictor"
-    ours = sliding_window_logits(network, image, (16, 32, 32), 3, device="cpu")
-    assert ours.shape == theirs.shape == (3, 24, 48, 40)
-    torch.testing.assert_close(ours, theirs)
-    assert ours.abs().max() > 0.1
+    network = nn.Conv3d(2, 3, 1)
+    image = torch.randn(2, 24, 48, 40)
+    logits = predict_volume(network, image, (16, 32, 32), 3, "cpu")
+    assert logits.shape == (3, 24, 48, 40)
+    with torch.no_grad():
+        expected = network(image[None])[0]
+    interior = (slice(None), slice(2, -2), slice(4, -4), slice(4, -4))
+    torch.testing.assert_close(logits.float()[interior], expected[interior], rtol=1e-2, atol=1e-2)  # fp16 sums
 
 
-def test_gpu_check_and_network_import_without_nnunetv2():
-    """The lent GPU machines have torch and dynamic-network-architectures, but no nnunetv2,
-    SimpleITK or MONAI."""
+def test_network_imports_without_nnunetv2():
+    """The network needs only torch and dynamic-network-architectures."""
     script = textwrap.dedent("""
         import sys
         class Block:
@@ -109,11 +73,9 @@ def test_gpu_check_and_network_import_without_nnunetv2():
                     raise ImportError(f"blocked {name}")
         sys.meta_path.insert(0, Block())
         import torch
-        from nnunetv2_unetrpp.benchmarking import gpu_check
-        from nnunetv2_unetrpp.benchmarking.sliding_window import predict_volume
         from nnunetv2_unetrpp.network_architecture import build_official_variant
-        logits, how = predict_volume(torch.nn.Conv3d(1, 2, 1), torch.randn(1, 8, 8, 8), (4, 8, 8), 2, "cpu")
-        assert how.startswith("sliding_window_logits") and logits.shape == (2, 8, 8, 8), how
+        with torch.device("meta"):
+            build_official_variant("synapse")
         assert not any(m.split(".")[0] in ("nnunetv2", "SimpleITK", "monai") for m in sys.modules)
         print("ok")
     """)

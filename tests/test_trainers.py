@@ -19,7 +19,8 @@ from nnunetv2_unetrpp.trainers import (
     nnUNetTrainerUNETRPPNoDeepSupervision,
 )
 from nnunetv2_unetrpp.network_architecture.unetr_pp import UNETRPP
-from nnunetv2_unetrpp.trainers.plans_geometry import architecture_block, prepare_configuration, strides_from_pooling
+from nnunetv2_unetrpp.trainers.plans_geometry import (
+    LEGACY_PLANS_KEY, architecture_block, prepare_configuration, strides_from_pooling)
 from reference_fixtures import load_reference, official_state_dict
 
 
@@ -150,16 +151,27 @@ def test_synapse_geometry_variant_accepts_converted_official_weights(plans_with)
 def test_plans_of_version_0_1_0_rebuild_the_network(plans_with):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     plans = plans_with((8, 32, 32), [[1, 1, 1], [1, 2, 2], [2, 2, 2]])
-    # the private record of versions <= 0.2.0, next to the CNN's architecture block, with the 0.1.0 name
-    plans["configurations"]["cfg"]["unetrpp"] = {
+    # the private record of versions <= 0.2.0, next to the CNN's architecture block
+    record = {
         "feature_size": 16, "dims": [32, 64, 128, 256], "depths": [3, 3, 3, 3], "decoder_depth": 3, "num_heads": 4,
         "proj_sizes": [64, 64, 64, 32], "decoder_proj_size": 64, "attn_drop": 0.15, "num_conv_blocks": 1,
-        "share_kv_projection": False, "projection_bias": True, "fusion": "concat", "spatial_layout": "corrected",
+        "projection_bias": True, "fusion": "concat", "spatial_layout": "corrected",
         "stem_stride": [2, 4, 4], "strides": [[2, 2, 2], [1, 1, 1], [1, 1, 1]]}
-    manager = PlansManager(plans)
-    network = nnUNetTrainerUNETRPP.build_network_architecture(manager, manager.get_configuration("cfg"), 2, 3, False)
-    assert network.encoder.stages[0][0].attention.f_proj is not None
-    assert network.stem_stride == (2, 4, 4) and network.strides == [(2, 2, 2), (1, 1, 1), (1, 1, 1)]
+
+    def build(**sharing):
+        legacy = copy.deepcopy(plans)
+        legacy["configurations"]["cfg"][LEGACY_PLANS_KEY] = {**record, **sharing}
+        manager = PlansManager(legacy)
+        return nnUNetTrainerUNETRPP.build_network_architecture(manager, manager.get_configuration("cfg"), 2, 3, False)
+
+    def shapes(network):
+        return {k: v.shape for k, v in network.state_dict().items()}
+
+    for shared in (False, True):  # the 0.1.0 name share_kv_projection means what share_ef_projection means now
+        old, current = build(share_kv_projection=shared), build(share_ef_projection=shared)
+        assert shapes(old) == shapes(current)
+        assert (old.encoder.stages[0][0].attention.f_proj is None) == shared
+        assert old.stem_stride == (2, 4, 4) and old.strides == [(2, 2, 2), (1, 1, 1), (1, 1, 1)]
 
 
 def test_synapse_geometry_variant_refuses_a_2d_configuration(plans_with):

@@ -110,14 +110,6 @@ def test_intensity_properties_get_v2_names(ct):
         v1_plans.intensity_properties(ct)
 
 
-def test_resampling_separate_z_as_v1():
-    settings = v1_plans.resampling()
-    for kind, is_seg, order in [("data", False, 3), ("seg", True, 1), ("probabilities", False, 1)]:
-        assert settings[f"resampling_fn_{kind}"] == "resample_data_or_seg_to_shape"
-        assert settings[f"resampling_fn_{kind}_kwargs"] == dict(is_seg=is_seg, order=order, order_z=0,
-                                                                 force_separate_z=None)
-
-
 def test_channel_and_label_names():
     labels = {"background": 0, "organ": 1, "core": 2, "rim": 3}
     for task, channels in ((CT, {"0": "CT"}), (MR, {"0": "T1", "1": "T2"})):

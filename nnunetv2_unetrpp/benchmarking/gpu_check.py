@@ -2,26 +2,22 @@
 
     python -m nnunetv2_unetrpp.benchmarking.gpu_check [--device cuda] [-o gpu_check.json] [--quick]
 
-At the Synapse geometry (input 1x64x128x128, 14 classes, batch 2) and for the three networks of
+At the Synapse geometry (input 1x64x128x128, 14 classes, batch 2) and for the two networks of
 `synapse.py`'s registry, measured interleaved in one process (a slow phase of the machine then
-hits all alike): UNETR++ (fast attention path), UNETR++ on the reference attention path (it
-computes as the authors' code does) and the PlainConvUNet nnU-Net plans for Synapse-like data:
+hits all alike): UNETR++ and the PlainConvUNet nnU-Net plans for Synapse-like data:
 
 1. kernel-level aten operations per training step, counted on the meta device (`op_count.py`);
 2. nnU-Net's training step (`training_step.py`) in fp32, with AMP (fp16 autocast and a grad
    scaler) and with AMP + torch.compile on CUDA; fp32 eager and compiled on CPU, where nnU-Net
    does not autocast: median time and peak memory;
-3. sliding-window prediction of one 128x256x256 volume as nnU-Net predicts (`sliding_window.py`:
-   nnU-Net's predictor where installed);
-4. the GPU goals: UNETR++'s step at most 0.5x PlainConvUNet's and at least 1.3x faster
-   than the reference path, its peak memory below PlainConvUNet's.
+3. sliding-window prediction of one 128x256x256 volume by nnU-Net's predictor (`sliding_window.py`);
+4. the GPU goals: UNETR++'s step at most 0.5x PlainConvUNet's, its peak memory below PlainConvUNet's.
 
-Needs only torch, dynamic-network-architectures and this package. Writes the results as JSON
-(rewritten after every phase, so an interrupted run keeps what it measured) and a Markdown table
+Writes the results as JSON (rewritten after every phase, so an interrupted run keeps what it measured) and a Markdown table
 next to it. Peak memory is that of the CUDA allocator, attributed to each network as if it ran
 alone (its parameters and optimizer state plus what its step allocates); PyTorch keeps no CPU
 allocator statistics, so on CPU it is left out. `--quick` runs tiny networks on a tiny volume:
-a smoke test of this script (on CPU in well under two minutes), not a measurement.
+a smoke test of this script, not a measurement.
 """
 from __future__ import annotations
 
@@ -47,19 +43,17 @@ from nnunetv2_unetrpp.benchmarking.synapse import (
     NNUNET_PLAN,
     QUICK,
     SYNAPSE,
-    UNETRPP_FUSED,
-    UNETRPP_REFERENCE,
+    UNETRPP_NETWORK,
     Geometry,
     build_network,
 )
 from nnunetv2_unetrpp.benchmarking.training_step import TrainingStep
 from nnunetv2_unetrpp.command_line import UserError, command
-from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
 
 #: (autocast, compile) of each mode; amp is fp16 autocast with a grad scaler, which nnU-Net uses on CUDA only.
 MODES = {"fp32": (False, False), "compile": (False, True), "amp": (True, False), "amp+compile": (True, True)}
 DEFAULT_MODES = {"cuda": ("fp32", "amp", "amp+compile"), "cpu": ("fp32", "compile")}
-GOALS = {"train_step_vs_nnunet_max": 0.5, "speedup_vs_reference_min": 1.3, "peak_memory_vs_nnunet_max": 1.0}
+GOALS = {"train_step_vs_nnunet_max": 0.5, "peak_memory_vs_nnunet_max": 1.0}
 
 
 def _sync(device: torch.device) -> None:
@@ -136,10 +130,9 @@ def measure_sliding_window(geometry: Geometry, device: torch.device) -> dict[str
             before = torch.cuda.memory_allocated(device)
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
-        logits, how = predict_volume(network, image, geometry.patch, geometry.num_classes, device)
+        logits = predict_volume(network, image, geometry.patch, geometry.num_classes, device)
         _sync(device)
-        results[name] = {"sliding_window_s": time.perf_counter() - t0, "predictor": how,
-                         "finite": bool(torch.isfinite(logits).all())}
+        results[name] = {"sliding_window_s": time.perf_counter() - t0, "finite": bool(torch.isfinite(logits).all())}
         if device.type == "cuda":
             params = sum(p.numel() * p.element_size() for p in network.parameters())
             results[name]["peak_memory_mb"] = (torch.cuda.max_memory_allocated(device) - before + params) / 2**20
@@ -160,14 +153,12 @@ def describe_networks(geometry: Geometry) -> dict[str, dict]:
 
 
 def goals(training: dict[str, dict]) -> dict[str, dict]:
-    """Per mode, UNETR++'s step relative to PlainConvUNet and to the reference path, and memory."""
+    """Per mode, UNETR++'s step and peak memory relative to PlainConvUNet's."""
     out = {}
     for mode, r in training.items():
-        ours, ref, base = r[UNETRPP_FUSED], r[UNETRPP_REFERENCE], r[NNUNET_PLAN]
-        g = {"train_step_vs_nnunet": ours["train_step_s"] / base["train_step_s"],
-             "speedup_vs_reference": ref["train_step_s"] / ours["train_step_s"]}
+        ours, base = r[UNETRPP_NETWORK], r[NNUNET_PLAN]
+        g = {"train_step_vs_nnunet": ours["train_step_s"] / base["train_step_s"]}
         g["train_step_vs_nnunet_met"] = g["train_step_vs_nnunet"] <= GOALS["train_step_vs_nnunet_max"]
-        g["speedup_vs_reference_met"] = g["speedup_vs_reference"] >= GOALS["speedup_vs_reference_min"]
         if ours["peak_memory_mb"] is not None:
             g["peak_memory_vs_nnunet"] = ours["peak_memory_mb"] / base["peak_memory_mb"]
             g["peak_memory_vs_nnunet_met"] = g["peak_memory_vs_nnunet"] < GOALS["peak_memory_vs_nnunet_max"]
@@ -177,7 +168,6 @@ def goals(training: dict[str, dict]) -> dict[str, dict]:
 
 def _environment(device: torch.device) -> dict:
     env = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device),
-           "execution_path": "cpu fast paths" if use_cpu_fast_paths(torch.empty(0, device=device)) else "device",
            "torch_threads": torch.get_num_threads()}
     for package in ("dynamic_network_architectures", "nnunetv2"):
         try:
@@ -199,8 +189,7 @@ def format_or_dash(value: float | None, spec: str) -> str:
 def markdown(results: dict) -> str:
     """The results as Markdown tables."""
     env, geometry = results["environment"], results["geometry"]
-    lines = [f"GPU check on {env.get('gpu', env['device'])} (torch {env['torch']}, execution path: "
-             f"{env['execution_path']}); {geometry['name']}: patch {'x'.join(map(str, geometry['patch']))}, "
+    lines = [f"GPU check on {env.get('gpu', env['device'])} (torch {env['torch']}); {geometry['name']}: patch {'x'.join(map(str, geometry['patch']))}, "
              f"batch {geometry['batch']}, volume {'x'.join(map(str, geometry['volume']))}; "
              f"`{results['command']}`", "", "| network | class | parameters (M) |", "|---|---|---|"]
     lines += [f"| {name} | {n['class']} | {n['parameters'] / 1e6:.2f} |" for name, n in results["networks"].items()]
@@ -213,27 +202,24 @@ def markdown(results: dict) -> str:
                   "|---|---|---|---|---|---|"]
         for mode, r in results["training"].items():
             base = r[NNUNET_PLAN]
-            for name in (UNETRPP_FUSED, UNETRPP_REFERENCE, NNUNET_PLAN):
+            for name in NETWORKS:
                 m = r[name]
                 mem_ratio = None if m["peak_memory_mb"] is None else m["peak_memory_mb"] / base["peak_memory_mb"]
                 lines.append(f"| {mode} | {name} | {m['train_step_s']:.4f} | {format_or_dash(m['peak_memory_mb'], '.0f')} | "
                              f"{m['train_step_s'] / base['train_step_s']:.3f} | {format_or_dash(mem_ratio, '.3f')} |")
         lines.append("")
     if results.get("goals"):
-        lines += ["| mode | UNETR++ step / nnU-Net (goal <= 0.5) | speed-up over reference (goal >= 1.3) | "
-                  "peak memory / nnU-Net (goal < 1) |", "|---|---|---|---|"]
+        lines += ["| mode | UNETR++ step / nnU-Net (goal <= 0.5) | peak memory / nnU-Net (goal < 1) |", "|---|---|---|"]
         for mode, g in results["goals"].items():
             mark = {True: " (met)", False: " (missed)"}
             lines.append(f"| {mode} | {g['train_step_vs_nnunet']:.3f}{mark[g['train_step_vs_nnunet_met']]} | "
-                         f"{g['speedup_vs_reference']:.2f}x{mark[g['speedup_vs_reference_met']]} | "
                          f"{format_or_dash(g.get('peak_memory_vs_nnunet'), '.3f')}"
                          f"{mark.get(g.get('peak_memory_vs_nnunet_met'), '')} |")
         lines.append("")
     if results.get("sliding_window"):
-        lines += ["| network | sliding window (s) | peak memory (MB) | predictor |", "|---|---|---|---|"]
+        lines += ["| network | sliding window, nnU-Net's predictor (s) | peak memory (MB) |", "|---|---|---|"]
         for name, m in results["sliding_window"].items():
-            lines.append(f"| {name} | {m['sliding_window_s']:.2f} | {format_or_dash(m.get('peak_memory_mb'), '.0f')} | "
-                         f"{m['predictor']} |")
+            lines.append(f"| {name} | {m['sliding_window_s']:.2f} | {format_or_dash(m.get('peak_memory_mb'), '.0f')} |")
         lines.append("")
     if results.get("errors"):
         lines += ["Errors:", *[f"- {phase}: {message}" for phase, message in results["errors"].items()], ""]

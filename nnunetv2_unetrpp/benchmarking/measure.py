@@ -10,6 +10,7 @@ for.
 """
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import multiprocessing.connection
 import resource
@@ -26,6 +27,13 @@ from nnunetv2_unetrpp.benchmarking.training_step import TrainingStep
 from nnunetv2_unetrpp.command_line import UserError
 
 MODES = ("forward", "train", "sliding_window")
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """--threads, --repeats and --rounds, as the timing benchmarks take them."""
+    parser.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up (median)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds alternating over what is compared (median)")
 
 
 @dataclass(frozen=True)

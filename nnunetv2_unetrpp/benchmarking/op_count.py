@@ -1,9 +1,9 @@
 """Kernel-level aten operations of one training step, counted on the meta device.
 
-    python -m nnunetv2_unetrpp.benchmarking.op_count [--batch 2] [--policy device|cpu]
+    python -m nnunetv2_unetrpp.benchmarking.op_count [--batch 2] [--top N]
 
 The meta device dispatches what any non-CPU device would, without computing, so the count is
-the number of operations a GPU step launches (each a kernel plus Python dispatch overhead, and
+the number of operations a GPU step launches (the network runs the same operations on every device) (each a kernel plus Python dispatch overhead, and
 each a node torch.compile has to trace), free of any GPU. View-only operations (reshape,
 transpose, ...) launch no kernel and are not counted. Caveat: meta decomposes SDPA into its math
 operations (about 20 per call, forward and backward), where CUDA runs one kernel each way.
@@ -18,9 +18,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from nnunetv2_unetrpp.benchmarking.synapse import NETWORKS, SYNAPSE, UNETRPP_FUSED, build_network
+from nnunetv2_unetrpp.benchmarking.synapse import NETWORKS, SYNAPSE, UNETRPP_NETWORK, build_network
 from nnunetv2_unetrpp.benchmarking.training_step import synthetic_loss
-from nnunetv2_unetrpp.network_architecture.execution import execution_policy
 
 #: aten operations that only create views (or alias metadata): no kernel, no memory traffic.
 VIEW_OPS = frozenset({
@@ -44,42 +43,37 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def count_training_step(factory: Callable[[], nn.Module], input_shape: tuple[int, ...],
-                        policy: str | None = None) -> Counter[str]:
+def count_training_step(factory: Callable[[], nn.Module], input_shape: tuple[int, ...]) -> Counter[str]:
     """Operations of forward + backward of `factory()` (built on the meta device, training mode)
-    on an input of `input_shape`, with the synthetic loss of the benchmarks; `policy` forces an
-    execution path (see `network_architecture/execution.py`)."""
+    on an input of `input_shape`, with the synthetic loss of the benchmarks."""
     with torch.device("meta"):
         network = factory().train()
     x = torch.empty(input_shape, device="meta")
-    with execution_policy(policy), OpCounter() as counter:
+    with OpCounter() as counter:
         synthetic_loss(network(x)).backward()
     return counter.counts
 
 
-def count_all(batch: int = 2, policy: str | None = None) -> dict[str, dict[str, int]]:
+def count_all(batch: int = 2) -> dict[str, dict[str, int]]:
     """Training-step operation counts of the Synapse-geometry networks, deep supervision on and off."""
     shape = (batch, 1, *SYNAPSE.patch)
     return {name: {f"deep_supervision_{'on' if ds else 'off'}": sum(count_training_step(
-        lambda: build_network(SYNAPSE, name, ds), shape, policy).values()) for ds in (True, False)} for name in NETWORKS}
+        lambda: build_network(SYNAPSE, name, ds), shape).values()) for ds in (True, False)} for name in NETWORKS}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--policy", choices=["device", "cpu"], default=None,
-                        help="force an execution path (default: the meta device's, i.e. the non-CPU one)")
     parser.add_argument("--top", type=int, default=0, help="also list the most frequent operations of UNETR++")
     args = parser.parse_args(argv)
-    counts = count_all(args.batch, args.policy)
+    counts = count_all(args.batch)
     print(f"aten operations per training step (forward + backward), input {args.batch}x1x{'x'.join(map(str, SYNAPSE.patch))}, "
-          f"meta device, policy {args.policy or 'by device'}\n")
+          "meta device\n")
     print("| network | deep supervision on | deep supervision off |\n|---|---|---|")
     for name, c in counts.items():
         print(f"| {name} | {c['deep_supervision_on']} | {c['deep_supervision_off']} |")
     if args.top:
-        ops = count_training_step(lambda: build_network(SYNAPSE, UNETRPP_FUSED), (args.batch, 1, *SYNAPSE.patch),
-                                  args.policy)
+        ops = count_training_step(lambda: build_network(SYNAPSE, UNETRPP_NETWORK), (args.batch, 1, *SYNAPSE.patch))
         print("\n" + "\n".join(f"{n:6d} {op}" for op, n in ops.most_common(args.top)))
 
 

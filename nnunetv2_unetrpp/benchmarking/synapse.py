@@ -7,8 +7,7 @@ command, the GPU check, the operation count): `NETWORKS` built by `build_network
 The baseline is the network nnU-Net's default planner (`ExperimentPlanner`) writes into the plans
 of Synapse-like data, 64x128x128 voxels at 3x0.9x0.9 mm (`SYNAPSE_PLAN`: 6 stages, 1x3x3 kernels in
 the first, strides [1,1,1], [1,2,2], [2,2,2] x 4, patch 64x128x128, batch 2;
-`tests/test_benchmark_cli.py` plans such a dataset with nnU-Net and compares). "UNETR++ (reference
-attention)" runs the readable attention path, which computes as the authors' code does.
+`tests/test_benchmark_cli.py` plans such a dataset with nnU-Net and compares).
 
 Per network: parameters, forward FLOPs and time of one patch (batch 1, as nnU-Net predicts), the
 training step at the plan's batch (`training_step.py`: nnU-Net's recipe) and its peak memory.
@@ -27,14 +26,14 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
-from nnunetv2_unetrpp.benchmarking.measure import MeasureSettings, measure
+from nnunetv2_unetrpp.benchmarking.measure import MeasureSettings, add_timing_arguments, measure
 from nnunetv2_unetrpp.command_line import UserError, command
 from nnunetv2_unetrpp.network_architecture import UNETRPP, build_official_variant
 
-UNETRPP_FUSED, UNETRPP_REFERENCE = "UNETR++", "UNETR++ (reference attention)"
+UNETRPP_NETWORK = "UNETR++"
 NNUNET_PLAN = "nnU-Net PlainConvUNet (Synapse-like plan)"
 #: The networks compared, the baseline (nnU-Net's planned network) last.
-NETWORKS = (UNETRPP_FUSED, UNETRPP_REFERENCE, NNUNET_PLAN)
+NETWORKS = (UNETRPP_NETWORK, NNUNET_PLAN)
 
 #: `arch_kwargs` of the 3d_fullres plan nnU-Net 2.8's ExperimentPlanner makes for Synapse-like data
 #: (operations as nnU-Net names them in the plans), 14 classes.
@@ -80,15 +79,12 @@ def build_network(geometry: Geometry, name: str, deep_supervision: bool = True) 
     if name == NNUNET_PLAN:
         return PlainConvUNet(1, conv_op=nn.Conv3d, norm_op=nn.InstanceNorm3d, nonlin=nn.LeakyReLU,
                              num_classes=geometry.num_classes, deep_supervision=deep_supervision, **geometry.plan)
-    if name not in (UNETRPP_FUSED, UNETRPP_REFERENCE):
+    if name != UNETRPP_NETWORK:
         raise ValueError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}")
     if geometry.unetrpp is None:
-        model = build_official_variant("synapse", num_classes=geometry.num_classes, deep_supervision=deep_supervision)
-    else:
-        kwargs = dict(geometry.unetrpp)
-        model = UNETRPP(1, geometry.num_classes, kwargs.pop("img_size"), deep_supervision=deep_supervision, **kwargs)
-    model.set_fused_attention(name == UNETRPP_FUSED)
-    return model
+        return build_official_variant("synapse", num_classes=geometry.num_classes, deep_supervision=deep_supervision)
+    kwargs = dict(geometry.unetrpp)
+    return UNETRPP(1, geometry.num_classes, kwargs.pop("img_size"), deep_supervision=deep_supervision, **kwargs)
 
 
 def run(device: str = "cpu", threads: int = 2, repeats: int = 3, rounds: int = 1, amp: bool = False,
@@ -135,9 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nnunetv2_unetrpp.benchmarking.synapse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up (median)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the networks (median)")
+    add_timing_arguments(parser)
     parser.add_argument("--amp", action="store_true", help="fp16 autocast with a grad scaler (CUDA, as nnU-Net)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks")
     parser.add_argument("-o", "--output", type=Path, help="also write the results as JSON (not overwritten)")
@@ -149,9 +143,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise UserError(f"{args.output} exists; choose another file")
     results = run(args.device, args.threads, args.repeats, args.rounds, args.amp, args.compile)
     print(table(results))
-    ours, ref = results[UNETRPP_FUSED], results[UNETRPP_REFERENCE]
-    print(f"\nUNETR++ speed-up over the reference attention path: forward {ref['forward_s'] / ours['forward_s']:.2f}x, "
-          f"training step {ref['train_step_s'] / ours['train_step_s']:.2f}x")
     if args.output:
         command_line = " ".join([parser.prog, *argv])
         settings = {"command": command_line, "device": args.device, "torch": torch.__version__,

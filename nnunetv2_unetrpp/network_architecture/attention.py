@@ -7,10 +7,10 @@ One module computes two attentions from shared queries and keys:
 * spatial attention: every token attends to p "projected tokens", keys and values projected
   along the token axis by learned (N -> p) maps E and F; cost O(N p).
 
-Both are linear in the number of tokens N. `EPA.fused` selects the fast path (SDPA for the
-spatial branch, normalisation and temperatures folded into small tensors, a channel-major
-layout that avoids copies of token-sized tensors); the reference path is a literal transcription
-of the paper's equations that tests compare against.
+Both are linear in the number of tokens N. Every weight is used by calling its module
+(`qkvv`, `e_proj`/`f_proj`, `spatial_out`/`channel_out`), once per forward, so that forward hooks,
+pruning, LoRA-style wrappers and dynamic quantisation of `nn.Linear` see them. The spatial branch is
+one SDPA call on every device (flash/memory-efficient kernels on CUDA).
 """
 from __future__ import annotations
 
@@ -19,9 +19,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
-from nnunetv2_unetrpp.network_architecture.functional import channel_linear
 
 #: Spatial-attention output layouts. "official" reproduces the authors' code, which reshapes a
 #: (B, d, h, N) buffer as (B, N, C) and so mixes token and channel axes (issue 62 of their GitHub repository); it is
@@ -67,7 +64,7 @@ class EPA(nn.Module):
         channels: C, divisible by `num_heads`.
         proj_size: p, the number of projected tokens of the spatial branch.
         num_heads: h; every head has d = C / h channels.
-        attn_drop: dropout on both attention maps.
+        attn_drop: dropout on both attention maps (the spatial map's is SDPA's own).
         share_ef_projection: one projection serves E and F (Synapse, BraTS) or two (ACDC, Lung).
         projection_bias: E/F have a bias (Synapse, ACDC, Lung) or not (BraTS).
         fusion: "concat" of C/2 projections of both branches (spatial first) or "sum" (BraTS).
@@ -99,7 +96,6 @@ class EPA(nn.Module):
         self.fusion = fusion
         self.spatial_layout = spatial_layout
         self.attn_drop = attn_drop
-        self.fused = True
 
         self.qkvv = nn.Linear(channels, 4 * channels, bias=False)
         self.channel_temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
@@ -110,7 +106,6 @@ class EPA(nn.Module):
             self.spatial_out = nn.Linear(channels, channels // 2)
             self.channel_out = nn.Linear(channels, channels // 2)
         self.channel_dropout = nn.Dropout(attn_drop)
-        self.spatial_dropout = nn.Dropout(attn_drop)
 
     @property
     def num_tokens(self) -> int:
@@ -122,28 +117,38 @@ class EPA(nn.Module):
                 f"EPA was built for {self.num_tokens} tokens but got {x.shape[1]}: UNETR++ only accepts "
                 "the patch size it was built for"
             )
-        return self._forward_fused(x) if self.fused else self._forward_reference(x)
-
-    # ------------------------------------------------------------------------------------------
-    def _forward_reference(self, x: torch.Tensor) -> torch.Tensor:
-        """The equations as written: tokens (B, N, C) throughout."""
         B, N, C = x.shape
         h, d = self.num_heads, C // self.num_heads
-        qkvv = self.qkvv(x).reshape(B, N, 4, h, d).permute(2, 0, 3, 4, 1)  # 4 x (B, h, d, N)
-        q, k, v_channel, v_spatial = qkvv.unbind(0)
-        k_projected = self.e_proj(k)  # (B, h, d, p), from the un-normalised keys
-        v_projected = (self.f_proj or self.e_proj)(v_spatial)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
+        # q, k, v_channel, v_spatial: (B, h, d, N) views of the one projection's output
+        q, k, v_channel, v_spatial = self.qkvv(x).view(B, N, 4, h, d).permute(2, 0, 3, 4, 1).unbind(0)
+        # E and F project the un-normalised keys and the spatial values along the tokens; a shared
+        # E = F projects both in one call
+        if self.f_proj is None:
+            k_projected, v_projected = self.e_proj(torch.stack((k, v_spatial), 1)).unbind(1)  # (B, h, d, p)
+        else:
+            k_projected, v_projected = self.e_proj(k), self.f_proj(v_spatial)
 
-        attn_channel = (q @ k.transpose(-2, -1)) * self.channel_temperature  # (B, h, d, d)
-        attn_channel = self.channel_dropout(attn_channel.softmax(dim=-1))
+        # q and k L2-normalised over the tokens. The norms accumulate in fp32 (a sum of N squares
+        # overflows fp16); k's is folded into the small (d x d) logits instead of scaling k.
+        acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+        inv_q = torch.linalg.vector_norm(q, dim=-1, keepdim=True, dtype=acc).clamp_min(1e-12).reciprocal()
+        inv_k = torch.linalg.vector_norm(k, dim=-1, keepdim=True, dtype=acc).clamp_min(1e-12).reciprocal()
+        q_hat = q * inv_q.to(q.dtype)
+
+        # channel branch: softmax(q_hat k_hat^T * t1) v_channel, (d x d) maps
+        logits = q_hat @ k.transpose(-2, -1) * (inv_k.transpose(-2, -1) * self.channel_temperature).to(q.dtype)
+        attn_channel = self.channel_dropout(logits.softmax(dim=-1))
         x_channel = (attn_channel @ v_channel).permute(0, 3, 1, 2).reshape(B, N, C)
 
-        attn_spatial = (q.transpose(-2, -1) @ k_projected) * self.spatial_temperature  # (B, h, N, p)
-        attn_spatial = self.spatial_dropout(attn_spatial.softmax(dim=-1))
-        x_spatial = attn_spatial @ v_projected.transpose(-2, -1)  # (B, h, N, d)
-        if self.spatial_layout == "official":
+        # spatial branch: softmax(q_hat^T (E k) * t2) (F v)^T, (N x p) maps, one SDPA call
+        # SDPA's fused kernels (CPU flash, CUDA flash/memory-efficient) need contiguous (B, h, L, d)
+        # operands; with strided views they fall back to the generic one, several times slower
+        query = q_hat.transpose(-2, -1).contiguous()  # (B, h, N, d)
+        key = (k_projected * self.spatial_temperature.to(q.dtype)).transpose(-2, -1).contiguous()  # (B, h, p, d)
+        value = v_projected.transpose(-2, -1).contiguous()
+        x_spatial = F.scaled_dot_product_attention(
+            query, key, value, dropout_p=self.attn_drop if self.training else 0.0, scale=1.0)  # (B, h, N, d)
+        if self.spatial_layout == "official":  # the (B, d, h, N) buffer read as tokens
             x_spatial = x_spatial.permute(0, 3, 1, 2).reshape(B, N, C)
         else:
             x_spatial = x_spatial.transpose(1, 2).reshape(B, N, C)
@@ -151,85 +156,3 @@ class EPA(nn.Module):
         if self.fusion == "sum":
             return x_spatial + x_channel
         return torch.cat((self.spatial_out(x_spatial), self.channel_out(x_channel)), dim=-1)
-
-    # ------------------------------------------------------------------------------------------
-    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
-        """Same maths, channel-major: q, k, v are (B, h, d, N) views of one matmul output, the
-        L2 norms and temperatures scale (d x d) and (d x p) tensors instead of (d x N) ones, and
-        the spatial branch is one SDPA call. The result is a (B, N, C) view of a channel-major
-        buffer, so the caller's residual add and reshape to a volume stay copy-free. Operations
-        that can serve q and k (the norms) or k and v (a shared E = F) at once do, which halves
-        their kernel launches."""
-        B, N, C = x.shape
-        h, d = self.num_heads, C // self.num_heads
-        qkvv = torch.bmm(self.qkvv.weight.expand(B, -1, -1), x.transpose(1, 2))  # (B, 4C, N), no copy
-        # (q, k) and (v_channel, v_spatial) by unbind, not by slicing: an unbind's backward is one
-        # stack, a slice's writes into a zero-filled copy of the whole buffer
-        qk, vv = qkvv.view(B, 2, 2, h, d, N).unbind(1)
-        q, k = qk.unbind(1)  # (B, h, d, N) each
-        v_channel, v_spatial = vv.unbind(1)
-
-        # 1/||.|| over the tokens of q and k, accumulated in fp32: a sum of N squares overflows fp16.
-        acc = torch.float64 if q.dtype == torch.float64 else torch.float32
-        inv_q, inv_k = (torch.linalg.vector_norm(qk, dim=-1, keepdim=True, dtype=acc)
-                        .clamp_min(1e-12).reciprocal().unbind(1))
-
-        # Channel branch: logits = diag(1/|q|) (q k^T) diag(1/|k|) * t. q is normalised before the
-        # product so that the reduction over N stays within +-|k| even in fp16.
-        q_hat = q * inv_q.to(q.dtype)
-        logits = torch.matmul(q_hat, k.transpose(-2, -1)) * (inv_k.transpose(-2, -1) * self.channel_temperature).to(q.dtype)
-        attn_channel = self.channel_dropout(logits.softmax(dim=-1))
-        x_channel = torch.matmul(attn_channel, v_channel).view(B, C, N)
-
-        # Spatial branch: q_hat^T k_p = q^T (diag(1/|q|) k_p); fold 1/|q| and t2 into the p keys.
-        if self.f_proj is None:  # E = F: one projection of k and v_spatial together
-            k_projected, v_projected = self.e_proj(torch.stack((k, v_spatial), 1)).unbind(1)  # (B, h, d, p) each
-        else:
-            k_projected, v_projected = self.e_proj(k), self.f_proj(v_spatial)
-        k_projected = k_projected * (inv_q * self.spatial_temperature).to(q.dtype)
-        # SDPA's fused CPU kernel needs unit-stride last dimensions; with transposed views it fell back
-        # to the much slower generic path. Copying q is one pass.
-        # CUDA's flash and memory-efficient kernels require unit-stride last dimensions as well.
-        query, key, value = (t.transpose(-2, -1).contiguous() for t in (q, k_projected, v_projected))
-        x_spatial = spatial_attention(query, key, value, self.attn_drop if self.training else 0.0)  # (B, h, N, d)
-        if self.spatial_layout == "official":
-            # tokens = reshape of the (B, d, h, N) buffer; its transpose is the channel-major view
-            x_spatial = x_spatial.permute(0, 3, 1, 2).reshape(B, N, C).transpose(1, 2)
-        else:
-            x_spatial = x_spatial.permute(0, 1, 3, 2).reshape(B, C, N)
-
-        if self.fusion == "sum":
-            out = x_spatial + x_channel
-        else:
-            out = torch.cat((
-                channel_linear(x_spatial, self.spatial_out.weight, self.spatial_out.bias),
-                channel_linear(x_channel, self.channel_out.weight, self.channel_out.bias),
-            ), dim=1)
-        return out.transpose(1, 2)
-
-
-def spatial_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout_p: float) -> torch.Tensor:
-    """softmax(query key^T) value, the attention map dropped out with probability `dropout_p`: one
-    SDPA call, or with dropout on the CPU path (`execution.py`) `_cpu_attention_with_dropout`."""
-    if dropout_p > 0 and use_cpu_fast_paths(query):
-        return _cpu_attention_with_dropout(query, key, value, dropout_p)
-    return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, scale=1.0)
-
-
-def _cpu_attention_with_dropout(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, p: float) -> torch.Tensor:
-    """softmax(query key^T) with dropout, times value, in query chunks whose (chunk x p) maps fit
-    in a core's L2 cache.
-
-    Written out because PyTorch's CPU SDPA with dropout takes a generic path, and unchunked the (N x p)
-    maps are memory-bound. At stage 1 of Synapse, training at batch 2, the call ran 2.0x as fast as SDPA
-    with dropout on 2 quiet cores (docs/BENCHMARKS.md, section 6: python -m
-    nnunetv2_unetrpp.benchmarking.cpu_fast_paths). Autograd still keeps one map and one mask per chunk.
-    """
-    rows = max(1, (1 << 19) // (query.shape[:-2].numel() * key.shape[-2]))  # 2**19 fp32 = 2 MB per map
-    key_t, value = key.transpose(-2, -1), value / (1 - p)
-    outputs = []
-    for chunk in query.split(rows, dim=-2):
-        attn = torch.matmul(chunk, key_t).softmax(dim=-1)
-        keep = torch.rand_like(attn).ge_(p)  # 0./1. in place: no bool-to-float copy
-        outputs.append(torch.matmul(attn * keep, value))
-    return torch.cat(outputs, dim=-2)

@@ -10,7 +10,6 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.dropout import _DropoutNd
 
 from nnunetv2_unetrpp.network_architecture.attention import EPA
-from nnunetv2_unetrpp.network_architecture.functional import channel_linear
 
 
 def residual_conv_block(
@@ -75,5 +74,4 @@ class TransformerBlock(nn.Module):
         tokens = (x.flatten(2) + self.pos_embed.transpose(1, 2)).transpose(1, 2)
         tokens = torch.addcmul(tokens, self.gamma, self.attention(self.norm(tokens)))
         skip = tokens.transpose(1, 2).reshape(B, C, *spatial)
-        dropout, conv = self.proj
-        return skip + channel_linear(dropout(self.conv_blocks(skip)), conv.weight, conv.bias)
+        return skip + self.proj(self.conv_blocks(skip))

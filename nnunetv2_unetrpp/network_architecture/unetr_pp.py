@@ -28,11 +28,7 @@ from dynamic_network_architectures.building_blocks.helper import (
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
-from nnunetv2_unetrpp.network_architecture.attention import EPA, TokenProjection
-from nnunetv2_unetrpp.network_architecture.batch_folding import batch_folding_conv
-from nnunetv2_unetrpp.network_architecture.channels_last import channels_last_norm, to_channels_last
-from nnunetv2_unetrpp.network_architecture.execution import use_cpu_fast_paths
-from nnunetv2_unetrpp.network_architecture.functional import channel_linear
+from nnunetv2_unetrpp.network_architecture.attention import TokenProjection
 from nnunetv2_unetrpp.network_architecture.transformer_block import TransformerBlock, residual_conv_block
 
 Size = Sequence[int]
@@ -84,18 +80,14 @@ def _group_norm(groups: int, channels: int) -> nn.GroupNorm:
 
 
 class UpBlock(nn.Module):
-    """Transposed conv (kernel = stride), add the skip, then `blocks`; with `channels_last` the
-    upsampling runs and returns channels-last on the CPU path (see `channels_last.py`)."""
+    """Transposed conv (kernel = stride), add the skip, then `blocks`."""
 
-    def __init__(self, upsample: nn.Module, blocks: nn.Sequential, channels_last: bool = False) -> None:
+    def __init__(self, upsample: nn.Module, blocks: nn.Sequential) -> None:
         super().__init__()
         self.upsample = upsample
         self.blocks = blocks
-        self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and use_cpu_fast_paths(x):
-            x = to_channels_last(x)
         return self.blocks(self.upsample(x) + skip)
 
 
@@ -131,9 +123,9 @@ class Decoder(nn.Module):
             h = stage(h, skip)
             decoded.append(h)
         if not self.deep_supervision:
-            return channel_linear(decoded[-1], self.seg_layers[0].weight, self.seg_layers[0].bias)
+            return self.seg_layers[0](decoded[-1])
         # heads at full resolution, 1/stem and 1/(stem x first downsampling stride)
-        return [channel_linear(f, head.weight, head.bias) for f, head in zip(decoded[:0:-1], self.seg_layers)]
+        return [head(f) for f, head in zip(decoded[:0:-1], self.seg_layers)]
 
 
 class UNETRPP(AbstractDynamicNetworkArchitectures):
@@ -211,23 +203,18 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
         self.stem_stride, self.strides = stem_stride, strides
         self.input_channels, self.num_classes = input_channels, num_classes
 
-        # On the CPU path the full-resolution blocks run channels-last; PyTorch's instance norms get
-        # their twins that keep that layout (same maths, same state_dict; stock on other devices).
-        norm_op = channels_last_norm(norm_op or get_matching_instancenorm(conv_op))
+        norm_op = norm_op or get_matching_instancenorm(conv_op)
         norm_op_kwargs = {"eps": 1e-5, "affine": False} if norm_op_kwargs is None else norm_op_kwargs
         block_norm_op = block_norm_op or get_matching_batchnorm(conv_op)
         block_norm_op_kwargs = {"eps": 1e-5, "momentum": 0.1} if block_norm_op_kwargs is None else block_norm_op_kwargs
         nonlin_kwargs = {"negative_slope": 1e-2, "inplace": True} if nonlin_kwargs is None else nonlin_kwargs
         dropout_op = dropout_op or get_matching_dropout(dimension=ndim)  # its conv_op= form ignores conv_op
         transp_op = get_matching_convtransp(conv_op)
-        # On the CPU path the convolutions of the transformer stages run a batch of one on oneDNN
-        # (see `batch_folding.py`; same maths and state_dict, stock on other devices).
-        stage_conv_op = batch_folding_conv(conv_op)
 
         def transformer_stage(num_tokens: int, channels: int, proj_size: int, depth: int) -> nn.Sequential:
             return nn.Sequential(*[
                 TransformerBlock(
-                    num_tokens, channels, proj_size, num_heads, stage_conv_op, block_norm_op, block_norm_op_kwargs,
+                    num_tokens, channels, proj_size, num_heads, conv_op, block_norm_op, block_norm_op_kwargs,
                     nonlin, nonlin_kwargs, dropout_op, num_conv_blocks=num_conv_blocks, attn_drop=attn_drop,
                     proj_drop=proj_drop, share_ef_projection=share_ef_projection, projection_bias=projection_bias,
                     fusion=fusion, spatial_layout=spatial_layout,
@@ -263,8 +250,7 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
                 for i in (2, 1, 0)
             ] + [
                 UpBlock(up(dims[0], feature_size, stem_stride), nn.Sequential(residual_conv_block(
-                    conv_op, feature_size, feature_size, norm_op, norm_op_kwargs, nonlin, nonlin_kwargs)),
-                    channels_last=True)
+                    conv_op, feature_size, feature_size, norm_op, norm_op_kwargs, nonlin, nonlin_kwargs)))
             ]),
             seg_layers=nn.ModuleList([conv_op(c, num_classes, kernel_size=1) for c in (feature_size, dims[0], dims[1])]),
             deep_supervision=deep_supervision,
@@ -287,12 +273,6 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-
-    def set_fused_attention(self, fused: bool) -> None:
-        """Switch every EPA between the fast path and the readable reference path."""
-        for m in self.modules():
-            if isinstance(m, EPA):
-                m.fused = fused
 
     @property
     def output_strides(self) -> list[tuple[int, ...]]:
@@ -335,5 +315,4 @@ class UNETRPP(AbstractDynamicNetworkArchitectures):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         self._check_input(x)
-        full_resolution = to_channels_last(x) if use_cpu_fast_paths(x) else x
-        return self.decoder(self.encoder(x), self.conv_branch(full_resolution))
+        return self.decoder(self.encoder(x), self.conv_branch(x))
