@@ -21,9 +21,9 @@ setup(
     extras_require={"test": DEPENDENCIES["TEST_REQUIRES"]},
     entry_points={
         "console_scripts": [
-            "nnUNetv2_unetrpp_convert_official=nnunetv2_unetrpp.convert_official:main",
-            "nnUNetv2_unetrpp_transfer_weights=nnunetv2_unetrpp.transfer_weights:main",
-            "nnUNetv2_unetrpp_import_official=nnunetv2_unetrpp.import_official:main",
+            "nnUNetv2_unetrpp_convert_official=nnunetv2_unetrpp.pretrained.convert_official:main",
+            "nnUNetv2_unetrpp_transfer_weights=nnunetv2_unetrpp.pretrained.transfer_weights:main",
+            "nnUNetv2_unetrpp_import_official=nnunetv2_unetrpp.pretrained.import_official:main",
             "nnUNetv2_unetrpp_env=nnunetv2_unetrpp.env:main",
             "nnUNetv2_unetrpp_compare=nnunetv2_unetrpp.compare.cli:main",
             "nnUNetv2_unetrpp_demo=nnunetv2_unetrpp.demo.cli:main",

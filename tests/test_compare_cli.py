@@ -385,6 +385,12 @@ def test_model_checkpoint_that_would_run_code_is_not_loaded(tmp_path):
     assert "cost" not in s["methods"]["nnUNet"] and len(s["methods"]["nnUNet"]["per_case"]) == len(CASES)
     assert re.search(r"warning: model cost of nnUNet .* not computed: UnsafePickleError: .*'io.open'",
                      proc.stderr), proc.stderr
+    # --trust_pickles is the user's word that the file is theirs: it is loaded as it is, and the cost computed
+    proc = run_cli("-ref", paths["ref"], "-pred", f"A={paths['a']}", f"nnUNet={paths['b']}", "-models",
+                   f"nnUNet={model}", "-o", out, "-dataset_json", paths["dj"], "-np", "1", "--overwrite",
+                   "--trust_pickles")
+    assert proc.returncode == 0, proc.stderr
+    assert ran.exists() and "cost" in json.loads((out / "summary.json").read_text())["methods"]["nnUNet"]
 
 
 def test_output_folder_is_replaced_only_if_compare_wrote_it(tmp_path, capsys):

@@ -10,7 +10,7 @@ import torch
 from conftest import CreatesFile
 from reference_fixtures import write_official_checkpoint
 from nnunetv2_unetrpp.network_architecture import build_official_variant
-from nnunetv2_unetrpp.convert_official import main as convert_official_cli
+from nnunetv2_unetrpp.pretrained.convert_official import main as convert_official_cli
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_converts_file_to_a_loadable_state_dict(official_checkpoint, tmp_path):
 def test_wrong_variant_says_which_variant_it_looks_like(official_checkpoint, tmp_path):
     before = official_checkpoint.read_bytes()
     result = subprocess.run(
-        [sys.executable, "-m", "nnunetv2_unetrpp.convert_official", str(official_checkpoint), str(tmp_path / "x.pth"),
+        [sys.executable, "-m", "nnunetv2_unetrpp.pretrained.convert_official", str(official_checkpoint), str(tmp_path / "x.pth"),
          "-v", "synapse"],
         capture_output=True, text=True)
     assert result.returncode == 2

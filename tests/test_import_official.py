@@ -20,7 +20,7 @@ from conftest import CreatesFile, write_image_file
 from nnunet_helpers import nnunet_env, read_geometry, run
 from reference_fixtures import load_reference, official_state_dict, reference_input, sample_indices, \
     write_official_checkpoint
-from nnunetv2_unetrpp.import_official import main as import_official
+from nnunetv2_unetrpp.pretrained.import_official import main as import_official
 from nnunetv2_unetrpp.network_architecture.official_checkpoint import convert_official_state_dict
 from nnunetv2_unetrpp.safe_loading import load_pickle
 from nnunetv2_unetrpp.trainers.variants import nnUNetTrainerUNETRPP_ACDCArch

@@ -44,7 +44,7 @@ def test_legacy_plans_rebuild_the_trained_network(tmp_path):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunetv2_unetrpp.trainers import nnUNetTrainerUNETRPP_smoke
-    from nnunetv2_unetrpp.transfer_weights import read_source
+    from nnunetv2_unetrpp.pretrained.transfer_weights import read_source
 
     plans = json.loads((LEGACY / "plans.json").read_text())
     assert "unetrpp" in plans["configurations"]["3d_fullres"]  # the record of 0.2.0

@@ -45,9 +45,11 @@ PREDICT_ON_CPU = "-device cpu -npp 1 -nps 1 --disable_tta"
 SUBSTITUTIONS = [
     ("-i BTCV ", "-i {btcv} "),
     ("--verify_dataset_integrity", "--verify_dataset_integrity -np 1 -npfp 1"),
-    ("-f 0 -tr nnUNetTrainerUNETRPP\n", f"-f 0 -tr nnUNetTrainerUNETRPP_papertest {PREDICT_ON_CPU}\n"),
+    ("-f 0 -tr nnUNetTrainerUNETRPP -p nnUNetUNETRPPPlans\n",
+     f"-f 0 -tr nnUNetTrainerUNETRPP_papertest -p nnUNetUNETRPPPlans {PREDICT_ON_CPU}\n"),
     ("-f 0 -tr nnUNetTrainer\n", f"-f 0 -tr nnUNetTrainer_papertest {PREDICT_ON_CPU}\n"),
-    ("3d_fullres 0 -tr nnUNetTrainerUNETRPP\n", "3d_fullres 0 -tr nnUNetTrainerUNETRPP_papertest -device cpu\n"),
+    ("3d_fullres 0 -tr nnUNetTrainerUNETRPP -p nnUNetUNETRPPPlans\n",
+     "3d_fullres 0 -tr nnUNetTrainerUNETRPP_papertest -p nnUNetUNETRPPPlans -device cpu\n"),
     ("3d_fullres 0 -tr nnUNetTrainer\n", "3d_fullres 0 -tr nnUNetTrainer_papertest -device cpu\n"),
     ("--protocol synapse", "--protocol synapse -np 1"),
 ]
@@ -72,7 +74,7 @@ def test_readme_synapse_sequence_runs(tmp_path):
         assert readme_text in script, f"the README no longer has {readme_text!r}"
         script = script.replace(readme_text, test_text.format(btcv=btcv))
     commands = script.splitlines()
-    assert commands[0] == 'eval "$(nnUNetv2_unetrpp_env)"' and len(commands) == 8
+    assert commands[0] == 'eval "$(nnUNetv2_unetrpp_env)"' and len(commands) == 9
     result = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=1500)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -80,9 +82,12 @@ def test_readme_synapse_sequence_runs(tmp_path):
     split = json.loads((tmp_path / "preprocessed" / "Dataset111_Synapse" / "splits_final.json").read_text())[0]
     assert sorted(split["val"]) == sorted(AUTHORS_SYNAPSE_VAL) and len(split["train"]) == 18
     # nnU-Net trained on exactly the 18 cases and validated on the 12
-    log = next((tmp_path / "results" / "Dataset111_Synapse" / "nnUNetTrainerUNETRPP_papertest__nnUNetPlans__3d_fullres"
+    log = next((tmp_path / "results" / "Dataset111_Synapse" / "nnUNetTrainerUNETRPP_papertest__nnUNetUNETRPPPlans__3d_fullres"
                 / "fold_0").glob("training_log_*.txt")).read_text()
     assert "This split has 18 training and 12 validation cases." in log
+    # UNETR++ trained the patch its planner wrote
+    plans = json.loads((tmp_path / "preprocessed" / "Dataset111_Synapse" / "nnUNetUNETRPPPlans.json").read_text())
+    assert f"'patch_size': {plans['configurations']['3d_fullres']['patch_size']}" in log
     summary = json.loads((tmp_path / "synapse_comparison" / "summary.json").read_text())
     assert summary["cases"] == sorted(AUTHORS_SYNAPSE_VAL)
     assert list(summary["labels"]) == ["1", "2", "3", "4", "6", "7", "8", "11"]

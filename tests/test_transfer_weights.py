@@ -19,7 +19,7 @@ from nnunetv2_unetrpp.network_architecture.geometry_adaptation import (
     resample_token_projection,
     resize_patch_kernel,
 )
-from nnunetv2_unetrpp.transfer_weights import SourceNetwork, check_compatible, main as transfer_cli, transfer_state_dict
+from nnunetv2_unetrpp.pretrained.transfer_weights import SourceNetwork, check_compatible, main as transfer_cli, transfer_state_dict
 
 #: (old grid, new grid): up, down, mixed, 2D; every axis has >= 2 cells so a ramp is visible on both
 GRID_PAIRS = [((4, 8, 8), (8, 16, 16)), ((16, 20, 20), (8, 5, 10)), ((4, 6, 6), (2, 9, 4)), ((5, 3), (7, 2))]
@@ -351,7 +351,7 @@ def test_each_published_variant_moves_into_its_architecture_trainer(variant, pre
     from nnunetv2_unetrpp.network_architecture import build_official_variant
     from nnunetv2_unetrpp.network_architecture.official_variants import official_network_kwargs
     from nnunetv2_unetrpp.trainers.variants import PUBLISHED_ARCHITECTURE_TRAINERS
-    from nnunetv2_unetrpp.transfer_weights import target_network
+    from nnunetv2_unetrpp.pretrained.transfer_weights import target_network
 
     with torch.device("meta"):
         official = build_official_variant(variant)
@@ -372,7 +372,7 @@ def test_each_published_variant_moves_into_its_architecture_trainer(variant, pre
 @pytest.mark.parametrize("trainer", ["nnUNetTrainer", "nnUNetTrainerUNETRPP_tinyTest"])
 def test_target_is_the_network_the_planner_plans_name(preprocessed, trainer):
     """Plans of the UNETR++ planner: any trainer (nnU-Net's own included) builds the network they name, untouched."""
-    from nnunetv2_unetrpp.transfer_weights import target_network
+    from nnunetv2_unetrpp.pretrained.transfer_weights import target_network
 
     plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
     plans["plans_name"] = "nnUNetUNETRPPPlans"

@@ -22,7 +22,7 @@ from nnunetv2.preprocessing.normalization.default_normalization_schemes import C
 from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnunetv2_unetrpp import v1_plans
+from nnunetv2_unetrpp.pretrained import v1_plans
 from nnunetv2_unetrpp.network_architecture.official_variants import build_official_variant
 from nnunetv2_unetrpp.safe_loading import load_pickle
 from nnunetv2_unetrpp.trainers.variants import nnUNetTrainerUNETRPP_ACDCArch

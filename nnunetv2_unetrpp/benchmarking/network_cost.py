@@ -60,7 +60,8 @@ def alternating_median_seconds(fns: dict[str, Callable[[], object]], repeats: in
 
 
 def network_from_model_folder(model_folder: Path, fold: str,
-                              checkpoint_name: str = "checkpoint_final.pth") -> tuple[nn.Module, list[int], int]:
+                              checkpoint_name: str = "checkpoint_final.pth",
+                              trust_pickles: bool = False) -> tuple[nn.Module, list[int], int]:
     """The trained network of one fold, rebuilt by nnU-Net's own predictor initialisation (trainer
     lookup, `build_network_architecture` without deep supervision, strict loading of the weights),
     with its patch size and number of input channels.
@@ -73,7 +74,7 @@ def network_from_model_folder(model_folder: Path, fold: str,
 
     from nnunetv2_unetrpp.safe_loading import load_checkpoint
 
-    load_checkpoint(Path(model_folder) / f"fold_{fold}" / checkpoint_name)
+    load_checkpoint(Path(model_folder) / f"fold_{fold}" / checkpoint_name, trust_pickles)
     predictor = nnUNetPredictor(device=torch.device("cpu"), verbose=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(model_folder), (fold,), checkpoint_name)
     network = getattr(predictor.network, "_orig_mod", predictor.network)  # unwrap torch.compile (nnUNet_compile)

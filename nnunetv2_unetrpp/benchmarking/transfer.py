@@ -88,7 +88,7 @@ def partial_weights(source: Path, target: Path, dataset: int, seed: int) -> dict
     """Write the 'partial' start: source tensors whose shape fits the target network, the others as the
     target network initialises them (seeded); returns counts."""
     from nnunetv2_unetrpp.safe_loading import load_checkpoint
-    from nnunetv2_unetrpp.transfer_weights import target_network
+    from nnunetv2_unetrpp.pretrained.transfer_weights import target_network
 
     torch.manual_seed(seed)
     network, _, _ = target_network(str(dataset), "3d_fullres", FINETUNE, "nnUNetPlans", device="cpu")

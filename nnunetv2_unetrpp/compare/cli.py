@@ -20,6 +20,7 @@ from nnunetv2_unetrpp.compare.inputs import (attach_model_folders, check_output_
 from nnunetv2_unetrpp.compare.labels import labels_from_dataset_json, labels_from_values
 from nnunetv2_unetrpp.compare.protocols import PROTOCOLS
 from nnunetv2_unetrpp.own_output import check_replaceable, mark_folder
+from nnunetv2_unetrpp.safe_loading import TRUST_PICKLES_HELP
 
 COMMAND = "nnUNetv2_unetrpp_compare"
 
@@ -54,6 +55,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--allow_extra", action="store_true",
                    help="skip prediction cases that have no reference (with a warning) instead of failing")
     p.add_argument("--no_cost", action="store_true", help="do not compute model cost for model folders")
+    p.add_argument("--trust_pickles", action="store_true", help=TRUST_PICKLES_HELP)
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),
                    help="also score as the UNETR++ paper did: its structures (synapse: 8 of the 13 organs; brats: "
                         "WT, TC, ET), its HD95 (medpy's, 0 when a mask is empty; in voxels and in mm) and its "
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
     for m in methods:
         if m.model_folder is not None and not args.no_cost:
             try:
-                info[m.name]["cost"] = compute_model_cost(m.model_folder, m.folds)
+                info[m.name]["cost"] = compute_model_cost(m.model_folder, m.folds, trust_pickles=args.trust_pickles)
             except Exception as e:  # cost is an extra: any failure becomes a warning in the report
                 warnings.append(f"model cost of {m.name} ({m.model_folder}) not computed: {type(e).__name__}: {e}")
 
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
         raise CompareError(f"cannot create output folder {args.o}: {e}") from None
     figures = write_box_plots(summary, args.o)
     models = {m.name: (m.model_folder, m.folds) for m in methods if m.model_folder is not None}
-    for figure in (learning_curves_figure(models, args.o, warnings),
+    for figure in (learning_curves_figure(models, args.o, warnings, args.trust_pickles),
                    montage_figure(summary, images, references, {m.name: m.files for m in methods}, labels, reader,
                                   args.o)
                    if images is not None else None):

@@ -22,8 +22,9 @@ from nnunetv2_unetrpp.benchmarking.network_cost import (
 from nnunetv2_unetrpp.compare.training_log import load_record
 
 
-def compute_model_cost(model_folder: Path, folds: Sequence[str], repeats: int = 5) -> dict:
-    """Parameters, FLOPs per patch, forward time per patch and training time per epoch of a model folder."""
+def compute_model_cost(model_folder: Path, folds: Sequence[str], repeats: int = 5, trust_pickles: bool = False) -> dict:
+    """Parameters, FLOPs per patch, forward time per patch and training time per epoch of a model folder
+    (`trust_pickles`: see `safe_loading.load_checkpoint`)."""
     model_folder = Path(model_folder)
     if not folds:
         raise ValueError(f"{model_folder} has no trained fold")
@@ -33,14 +34,14 @@ def compute_model_cost(model_folder: Path, folds: Sequence[str], repeats: int = 
     fold = folds[0].removeprefix("fold_")
     final = model_folder / f"fold_{fold}" / "checkpoint_final.pth"
     network, patch_size, channels = network_from_model_folder(
-        model_folder, fold, final.name if final.is_file() else "checkpoint_best.pth")
+        model_folder, fold, final.name if final.is_file() else "checkpoint_best.pth", trust_pickles)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     network = network.to(device).eval()
     patch = torch.randn(1, channels, *patch_size, device=device)
     with torch.inference_mode():
         flops = forward_flops(network, patch)
         seconds = median_seconds(lambda: network(patch), repeats, device)
-    epochs = np.concatenate([load_record(model_folder / f).epoch_seconds for f in folds])
+    epochs = np.concatenate([load_record(model_folder / f, trust_pickles).epoch_seconds for f in folds])
     return {
         "trainer": parts[0], "plans": parts[1], "configuration": parts[2],
         "fold_used_for_network": folds[0],

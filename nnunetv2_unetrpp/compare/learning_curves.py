@@ -47,13 +47,13 @@ def plot_learning_curves(records: dict[str, TrainingRecord], output_file: Path) 
 
 
 def learning_curves_figure(models: dict[str, tuple[Path, Sequence[str]]], output_folder: Path,
-                           warnings: list[str]) -> Optional[Path]:
+                           warnings: list[str], trust_pickles: bool = False) -> Optional[Path]:
     """``learning_curves.png`` of the first trained fold of every method's model folder (``name -> (folder,
     folds)``); a fold without a readable record becomes a warning. None when no record was found."""
     records = {}
     for name, (folder, folds) in models.items():
         try:
-            records[name] = load_record(Path(folder) / folds[0])
+            records[name] = load_record(Path(folder) / folds[0], trust_pickles)
         except Exception as e:  # the curves are an extra: any failure becomes a warning in the report
             warnings.append(f"learning curves of {name} ({folder}) not drawn: {type(e).__name__}: {e}")
     return plot_learning_curves(records, Path(output_folder) / "learning_curves.png") if records else None

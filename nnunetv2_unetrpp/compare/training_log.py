@@ -48,12 +48,13 @@ def record_from_logging(logging: dict) -> TrainingRecord:
                           minutes=(end - start[0]) / 60, epoch_seconds=end - start)
 
 
-def load_record(fold_folder: Path) -> TrainingRecord:
-    """TrainingRecord of a trained fold folder, from its most complete checkpoint."""
+def load_record(fold_folder: Path, trust_pickles: bool = False) -> TrainingRecord:
+    """TrainingRecord of a trained fold folder, from its most complete checkpoint (`trust_pickles`: see
+    `safe_loading.load_checkpoint`)."""
     for name in CHECKPOINTS:
         path = Path(fold_folder) / name
         if path.is_file():
-            checkpoint = load_checkpoint(path)
+            checkpoint = load_checkpoint(path, trust_pickles)
             if "logging" not in checkpoint:
                 raise ValueError(f"{path} holds no 'logging' entry (not written by nnUNetTrainer.save_checkpoint)")
             return record_from_logging(checkpoint["logging"])

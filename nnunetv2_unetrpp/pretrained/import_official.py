@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from nnunetv2_unetrpp import v1_plans
+from nnunetv2_unetrpp.pretrained import v1_plans
 from nnunetv2_unetrpp.command_line import UserError, command
 from nnunetv2_unetrpp.network_architecture.official_checkpoint import (
     convert_official_state_dict,
